@@ -1,0 +1,206 @@
+//! bhyvectl's command line, in bhyve's long-option spelling (`--vm=NAME`).
+//! A bad or missing flag gives one line naming it, the usage, and exit 2.
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Parser};
+use std::ffi::OsString;
+
+/// One-line usage printed under every command-line error.
+pub const USAGE: &str =
+    "usage: bhyvectl --vm=NAME [--create] [--destroy] | --list | --get-hyp-status  (see --help)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bhyvectl",
+    about = "Create, destroy, list and inspect VMs of the vmm module",
+    disable_version_flag = true,
+    after_help = "Exit status: 0 on success, 1 when an operation fails, 2 for a bad command line."
+)]
+struct Args {
+    /// The VM to act on.
+    #[arg(long, value_name = "NAME")]
+    vm: Option<String>,
+    /// Create the VM (before any other action).
+    #[arg(long, action = ArgAction::SetTrue)]
+    create: bool,
+    /// Destroy the VM (after any other action).
+    #[arg(long, action = ArgAction::SetTrue)]
+    destroy: bool,
+    /// List the VMs that exist.
+    #[arg(long, action = ArgAction::SetTrue)]
+    list: bool,
+    /// Show, per CPU, whether the module holds EL2 and its code answers.
+    #[arg(long, action = ArgAction::SetTrue)]
+    get_hyp_status: bool,
+}
+
+/// What to do, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `--create`.
+    Create(String),
+    /// `--list`.
+    List,
+    /// `--get-hyp-status`.
+    HypStatus,
+    /// `--destroy`.
+    Destroy(String),
+}
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The actions, create first and destroy last, as bhyvectl does.
+    pub actions: Vec<Action>,
+}
+
+/// Leave now: print these and exit with `code`.
+#[derive(Debug)]
+pub struct Exit {
+    /// Exit status.
+    pub code: u8,
+    /// For stdout (help).
+    pub out: String,
+    /// For stderr (errors).
+    pub err: String,
+}
+
+fn usage_error(msg: &str) -> Exit {
+    Exit {
+        code: 2,
+        out: String::new(),
+        err: format!("bhyvectl: {msg}\n{USAGE}\n"),
+    }
+}
+
+/// Parses the arguments (the first is the program name).
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
+    let a = Args::try_parse_from(args).map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp => Exit {
+            code: 0,
+            out: e.render().to_string(),
+            err: String::new(),
+        },
+        _ => usage_error(&clap_message(&e)),
+    })?;
+    let needs_vm = |flag: &str| -> Result<String, Exit> {
+        a.vm.clone()
+            .ok_or_else(|| usage_error(&format!("{flag} needs --vm=NAME")))
+    };
+    let mut actions = vec![];
+    if a.create {
+        actions.push(Action::Create(needs_vm("--create")?));
+    }
+    if a.list {
+        actions.push(Action::List);
+    }
+    if a.get_hyp_status {
+        actions.push(Action::HypStatus);
+    }
+    if a.destroy {
+        actions.push(Action::Destroy(needs_vm("--destroy")?));
+    }
+    if actions.is_empty() {
+        return Err(usage_error(if a.vm.is_some() {
+            "--vm=NAME given without an action (--create, --destroy)"
+        } else {
+            "no action given"
+        }));
+    }
+    Ok(Command { actions })
+}
+
+/// One line for a clap error, naming the offending flag.
+fn clap_message(e: &clap::Error) -> String {
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    match (e.kind(), arg) {
+        (ErrorKind::UnknownArgument, Some(a)) => format!("unknown flag '{a}'"),
+        (ErrorKind::InvalidValue, Some(a)) => format!("flag '{a}' needs a value"),
+        (ErrorKind::ArgumentConflict, Some(a)) | (ErrorKind::TooManyValues, Some(a)) => {
+            format!("flag '{a}' given twice or in conflict")
+        }
+        (_, Some(a)) => format!("bad flag '{a}'"),
+        _ => {
+            // Fall back to clap's own first line, without its "error: ".
+            let text = e.render().to_string();
+            text.lines()
+                .next()
+                .unwrap_or("bad command line")
+                .trim_start_matches("error: ")
+                .to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, Exit> {
+        parse(
+            std::iter::once("bhyvectl")
+                .chain(args.iter().copied())
+                .map(OsString::from),
+        )
+    }
+
+    fn err(args: &[&str]) -> String {
+        let e = p(args).unwrap_err();
+        assert_eq!(e.code, 2, "{args:?}");
+        assert_eq!(e.err.lines().count(), 2, "one line plus usage: {:?}", e.err);
+        assert!(e.err.ends_with(&format!("{USAGE}\n")));
+        e.err.lines().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn bhyve_spelling() {
+        assert_eq!(
+            p(&["--vm=a", "--create"]).unwrap().actions,
+            vec![Action::Create("a".into())]
+        );
+        assert_eq!(
+            p(&["--create", "--vm", "b"]).unwrap().actions,
+            vec![Action::Create("b".into())]
+        );
+        assert_eq!(
+            p(&["--destroy", "--vm=a", "--create"]).unwrap().actions,
+            vec![Action::Create("a".into()), Action::Destroy("a".into())],
+            "create first, destroy last"
+        );
+        assert_eq!(p(&["--list"]).unwrap().actions, vec![Action::List]);
+        assert_eq!(
+            p(&["--get-hyp-status"]).unwrap().actions,
+            vec![Action::HypStatus]
+        );
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        assert_eq!(
+            err(&["--frobnicate"]),
+            "bhyvectl: unknown flag '--frobnicate'"
+        );
+        assert_eq!(
+            err(&["--vm=a", "--destory"]),
+            "bhyvectl: unknown flag '--destory'"
+        );
+        assert_eq!(err(&["--create"]), "bhyvectl: --create needs --vm=NAME");
+        assert_eq!(err(&["--destroy"]), "bhyvectl: --destroy needs --vm=NAME");
+        assert_eq!(err(&["--vm"]), "bhyvectl: flag '--vm <NAME>' needs a value");
+        assert_eq!(err(&[]), "bhyvectl: no action given");
+        assert!(err(&["--vm=a"]).contains("without an action"));
+        assert!(err(&["stray"]).contains("'stray'"));
+    }
+
+    #[test]
+    fn help_exits_zero_on_stdout() {
+        let e = p(&["--help"]).unwrap_err();
+        assert_eq!(e.code, 0);
+        assert!(e.out.contains("--vm <NAME>") && e.out.contains("--destroy"));
+        assert!(e.err.is_empty());
+    }
+}

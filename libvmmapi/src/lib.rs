@@ -1,0 +1,138 @@
+//! libvmmapi: the userspace API of the `vmm` kernel module.
+//!
+//! VMs live in the kernel, not in a process: [`Vm::create`] makes one
+//! (`/dev/vmm/NAME` appears), any later process [`Vm::open`]s it by name, and
+//! it lasts until [`Vm::destroy`]. The same calls exist for C programs in
+//! `include/vmmapi.h` (`vm_create`, `vm_open`, `vm_close`, `vm_destroy`, ...),
+//! with bhyve's names and signatures.
+
+pub mod capi;
+mod error;
+mod sys;
+
+pub use error::Error;
+pub use nix::errno::Errno;
+pub use vmm_uapi::{validate_name, NameError, VmmctlHypStatus as HypStatus, VM_MAX_NAMELEN};
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use vmm_uapi::{VmmctlVmCreate, VmmctlVmDestroy, VMMCTL_GET_HYP_STATUS, VMMCTL_PATH, VMM_DEV_DIR};
+
+/// Result of libvmmapi calls.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// An open VM: a handle on `/dev/vmm/NAME`.
+#[derive(Debug)]
+pub struct Vm {
+    name: String,
+    file: File,
+}
+
+fn open_ctl() -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(VMMCTL_PATH)
+        .map_err(|e| Error::Control {
+            errno: sys::errno_of(&e),
+        })
+}
+
+/// Path of a VM's device node.
+pub fn vm_path(name: &str) -> PathBuf {
+    PathBuf::from(VMM_DEV_DIR).join(name)
+}
+
+impl Vm {
+    /// Creates the VM `name` in the kernel. It exists until destroyed.
+    pub fn create(name: &str) -> Result<()> {
+        let ctl = open_ctl()?;
+        let mut req = VmmctlVmCreate::new(name.as_bytes());
+        sys::ioctl(&ctl, vmm_uapi::VMMCTL_VM_CREATE, &mut req).map_err(|errno| Error::Create {
+            name: name.to_string(),
+            errno,
+        })
+    }
+
+    /// Opens the existing VM `name`.
+    pub fn open(name: &str) -> Result<Vm> {
+        // A name the module could never have created is ENOENT here, not a
+        // surprising path ("../x") under /dev.
+        if validate_name(name.as_bytes()).is_err() || name.contains('\0') {
+            return Err(Error::Open {
+                name: name.to_string(),
+                errno: Errno::ENOENT,
+            });
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(vm_path(name))
+            .map_err(|e| Error::Open {
+                name: name.to_string(),
+                errno: sys::errno_of(&e),
+            })?;
+        Ok(Vm {
+            name: name.to_string(),
+            file,
+        })
+    }
+
+    /// Destroys the VM `name`: its node goes at once, its memory when the
+    /// last handle on it is closed.
+    pub fn destroy_name(name: &str) -> Result<()> {
+        let ctl = open_ctl()?;
+        let mut req = VmmctlVmDestroy::new(name.as_bytes());
+        sys::ioctl(&ctl, vmm_uapi::VMMCTL_VM_DESTROY, &mut req).map_err(|errno| Error::Destroy {
+            name: name.to_string(),
+            errno,
+        })
+    }
+
+    /// Destroys this VM and closes the handle.
+    pub fn destroy(self) -> Result<()> {
+        Vm::destroy_name(&self.name)
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The file descriptor of `/dev/vmm/NAME`.
+    pub fn fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// Names of the VMs that exist, sorted.
+pub fn list() -> Result<Vec<String>> {
+    let dir = match std::fs::read_dir(VMM_DEV_DIR) {
+        Ok(d) => d,
+        // No VM yet (or no module): the directory does not exist.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            open_ctl()?;
+            return Ok(vec![]);
+        }
+        Err(e) => {
+            return Err(Error::List {
+                errno: sys::errno_of(&e),
+            })
+        }
+    };
+    let mut names: Vec<String> = dir
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Which CPUs the module holds EL2 on, as the module sees it now.
+pub fn hyp_status() -> Result<HypStatus> {
+    let ctl = open_ctl()?;
+    let mut st = HypStatus::default();
+    sys::ioctl(&ctl, VMMCTL_GET_HYP_STATUS, &mut st).map_err(|errno| Error::HypStatus { errno })?;
+    Ok(st)
+}

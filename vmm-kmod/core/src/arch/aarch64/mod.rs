@@ -1,0 +1,101 @@
+//! AArch64: the [`El2`] port, cache maintenance, and the EL2 code blob.
+
+use crate::hyp::El2;
+use aarch64_cpu::registers::{CurrentEL, Readable, ID_AA64PFR0_EL1};
+use core::arch::{asm, global_asm};
+
+// The EL2 code: vectors, stub-compatible calls, ping, and the probe. It is
+// position independent and copied into a page of its own at load time.
+global_asm!(include_str!("el2.S"), options(raw));
+
+extern "C" {
+    static vmm_el2_start: u8;
+    static vmm_el2_probe: u8;
+    static vmm_el2_end: u8;
+}
+
+/// The EL2 code as bytes, and the probe's offset in it.
+pub fn el2_blob() -> (&'static [u8], usize) {
+    // SAFETY: the three symbols delimit one contiguous, immutable section
+    // emitted by el2.S, with start <= probe < end.
+    unsafe {
+        let start = &raw const vmm_el2_start;
+        let end = &raw const vmm_el2_end;
+        let probe = &raw const vmm_el2_probe;
+        let len = end as usize - start as usize;
+        (
+            core::slice::from_raw_parts(start, len),
+            probe as usize - start as usize,
+        )
+    }
+}
+
+/// The running CPU.
+pub struct Hw;
+
+impl El2 for Hw {
+    fn current_el(&self) -> u8 {
+        CurrentEL.read(CurrentEL::EL) as u8
+    }
+
+    fn el2_implemented(&self) -> bool {
+        // ID_AA64PFR0_EL1.EL2, bits [11:8]: 0 means not implemented.
+        (ID_AA64PFR0_EL1.get() >> 8) & 0xf != 0
+    }
+
+    fn hvc(&self, a: [u64; 4]) -> [u64; 4] {
+        let mut r = a;
+        // SAFETY: only called after check_cpu (EL2 exists, kernel at EL1).
+        // The stub and our vectors use x0-x9 at most; x0-x17 are declared
+        // clobbered like any call, and EL2 returns with the stack untouched.
+        unsafe {
+            asm!("hvc #0",
+                inlateout("x0") r[0], inlateout("x1") r[1],
+                inlateout("x2") r[2], inlateout("x3") r[3],
+                lateout("x4") _, lateout("x5") _, lateout("x6") _, lateout("x7") _,
+                lateout("x8") _, lateout("x9") _, lateout("x10") _, lateout("x11") _,
+                lateout("x12") _, lateout("x13") _, lateout("x14") _, lateout("x15") _,
+                lateout("x16") _, lateout("x17") _,
+                options(nostack));
+        }
+        r
+    }
+
+    fn dcache_clean_inval_poc(&self, va: *const u8, len: usize) {
+        dcache_clean_inval_poc(va, len)
+    }
+}
+
+/// Cleans and invalidates `[va, va + len)` to the point of coherency.
+pub fn dcache_clean_inval_poc(va: *const u8, len: usize) {
+    let ctr: u64;
+    // SAFETY: CTR_EL0 is readable at EL1 and has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    // CTR_EL0.DminLine, bits [19:16]: log2 of the smallest D-cache line in words.
+    let line = 4usize << ((ctr >> 16) & 0xf);
+    let mut a = va as usize & !(line - 1);
+    let end = va as usize + len;
+    while a < end {
+        // SAFETY: cache maintenance by VA on mapped kernel memory has no
+        // effect on program state.
+        unsafe { asm!("dc civac, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    // SAFETY: a barrier.
+    unsafe { asm!("dsb sy", options(nostack, preserves_flags)) };
+}
+
+/// Makes code written through the data side visible to instruction fetch at
+/// any EL with its MMU off: clean to PoC, then invalidate all I-caches.
+pub fn publish_code(va: *const u8, len: usize) {
+    dcache_clean_inval_poc(va, len);
+    // SAFETY: invalidating instruction caches only costs refills.
+    unsafe {
+        asm!(
+            "ic ialluis",
+            "dsb ish",
+            "isb",
+            options(nostack, preserves_flags)
+        )
+    };
+}

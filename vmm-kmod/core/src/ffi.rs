@@ -1,0 +1,188 @@
+//! The functions the C shim calls. Each validates what it is given and
+//! returns a negative errno; none can panic on user input.
+
+use crate::arch::aarch64::{el2_blob, publish_code, Hw};
+use crate::ctl::{self, VMS};
+use crate::errno::{Errno, EINVAL, ENODEV};
+use crate::hyp::{check_cpu, HYP};
+use crate::klog;
+use crate::registry::MAX_VMS_LIMIT;
+use crate::vm::{Vm, VmRef};
+use core::ffi::c_void;
+use vmm_uapi::VMM_MAX_CPUS;
+
+extern "C" {
+    fn vmm_shim_bug() -> !;
+}
+
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    // SAFETY: BUG() stops the current task; nothing else can be done here.
+    unsafe { vmm_shim_bug() }
+}
+
+fn ret(r: Result<(), Errno>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => -e.0,
+    }
+}
+
+/// Module load, before any CPU is taken: checks the CPU, allocates EL2 memory.
+#[no_mangle]
+pub extern "C" fn vmm_core_init(nr_cpus: u32, max_vms: u32) -> i32 {
+    if let Err(r) = check_cpu(&Hw) {
+        klog!(Err, "cannot load: {}", r);
+        return -ENODEV.0;
+    }
+    if max_vms == 0
+        || max_vms as usize > MAX_VMS_LIMIT
+        || VMS.lock().set_limit(max_vms as usize).is_err()
+    {
+        klog!(
+            Err,
+            "cannot load: max_vms={} is not within 1..={}",
+            max_vms,
+            MAX_VMS_LIMIT
+        );
+        return -EINVAL.0;
+    }
+    if nr_cpus as usize > VMM_MAX_CPUS {
+        klog!(
+            Err,
+            "cannot load: {} CPUs, at most {} are supported",
+            nr_cpus,
+            VMM_MAX_CPUS
+        );
+        return -ENODEV.0;
+    }
+    let (blob, probe) = el2_blob();
+    let r = HYP.init(nr_cpus as usize, blob, probe, |va| publish_code(va, 4096));
+    if r.is_err() {
+        HYP.release();
+    }
+    ret(r)
+}
+
+/// Module unload, after every CPU was given back.
+#[no_mangle]
+pub extern "C" fn vmm_core_exit() {
+    if !HYP.release() {
+        klog!(Err, "EL2 memory leaked: a CPU still runs vmm's EL2 code");
+    }
+}
+
+/// Destroys all VMs (unload forced with `rmmod -f`; normally there are none).
+#[no_mangle]
+pub extern "C" fn vmm_core_destroy_vms() {
+    ctl::destroy_all(&VMS);
+}
+
+/// CPU hotplug, on the CPU coming online (and for every CPU at load).
+#[no_mangle]
+pub extern "C" fn vmm_core_cpu_online(cpu: u32) -> i32 {
+    match HYP.cpu_online(&Hw, cpu as usize) {
+        Ok(()) => {
+            klog!(Info, "EL2 taken on cpu{}", cpu);
+            0
+        }
+        Err(r) => {
+            klog!(Err, "cannot take EL2 on cpu{}: {}", cpu, r);
+            -ENODEV.0
+        }
+    }
+}
+
+/// CPU hotplug, on the CPU going offline (and for every CPU at unload).
+#[no_mangle]
+pub extern "C" fn vmm_core_cpu_offline(cpu: u32) {
+    if HYP.cpu_offline(&Hw, cpu as usize) {
+        klog!(Info, "EL2 given back on cpu{}", cpu);
+    } else {
+        klog!(Err, "EL2 was not given back to the hyp stub on cpu{}", cpu);
+    }
+}
+
+/// CPU PM exit (idle or suspend), on that CPU, interrupts off.
+#[no_mangle]
+pub extern "C" fn vmm_core_cpu_pm_exit(cpu: u32) -> i32 {
+    match HYP.cpu_resume(&Hw, cpu as usize) {
+        Ok(()) => 0,
+        Err(r) => {
+            klog!(
+                Err,
+                "cannot take EL2 again on cpu{} after a low-power state: {}",
+                cpu,
+                r
+            );
+            -ENODEV.0
+        }
+    }
+}
+
+/// Whether our EL2 answers on the calling CPU, `cpu`.
+#[no_mangle]
+pub extern "C" fn vmm_core_cpu_ping(cpu: u32) -> bool {
+    HYP.answers(&Hw, cpu as usize)
+}
+
+/// Builds the argument slice of an ioctl.
+///
+/// # Safety
+/// `buf` is valid for `len` bytes, or `len` is 0.
+unsafe fn arg<'a>(buf: *mut u8, len: usize) -> &'a mut [u8] {
+    if len == 0 || buf.is_null() {
+        &mut []
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { core::slice::from_raw_parts_mut(buf, len) }
+    }
+}
+
+/// An ioctl of `/dev/vmmctl`. `buf` is the shim's kernel copy of the
+/// argument, `len` bytes (the size the command encodes).
+#[no_mangle]
+pub extern "C" fn vmm_ctl_ioctl(cmd: u32, buf: *mut u8, len: usize) -> i64 {
+    // SAFETY: the shim passes a kernel buffer of exactly `len` bytes.
+    let buf = unsafe { arg(buf, len) };
+    ret(ctl::ctl_ioctl(&VMS, cmd, buf)) as i64
+}
+
+/// Open of `/dev/vmm/NAME` (minor `slot`): stores a VM reference in `*out`.
+#[no_mangle]
+pub extern "C" fn vmm_vm_open(slot: u32, out: *mut *mut c_void) -> i32 {
+    if out.is_null() {
+        return -EINVAL.0;
+    }
+    match ctl::vm_open(&VMS, slot as usize) {
+        Ok(vm) => {
+            // SAFETY: `out` is the shim's local pointer variable.
+            unsafe { *out = vm.into_raw() as *mut c_void };
+            0
+        }
+        Err(e) => -e.0,
+    }
+}
+
+/// Release of a file of `/dev/vmm/NAME`: drops its VM reference.
+#[no_mangle]
+pub extern "C" fn vmm_vm_release(vm: *mut c_void) {
+    if !vm.is_null() {
+        // SAFETY: the pointer is the file's private data set by vmm_vm_open,
+        // released exactly once by the VFS.
+        drop(unsafe { VmRef::from_raw(vm as *mut Vm) });
+    }
+}
+
+/// An ioctl of `/dev/vmm/NAME`.
+#[no_mangle]
+pub extern "C" fn vmm_vm_ioctl(vm: *mut c_void, cmd: u32, buf: *mut u8, len: usize) -> i64 {
+    if vm.is_null() {
+        return -EINVAL.0 as i64;
+    }
+    // SAFETY: the file's reference keeps the VM alive during the call.
+    let vm = unsafe { VmRef::borrow_raw(vm as *mut Vm) };
+    // SAFETY: the shim passes a kernel buffer of exactly `len` bytes.
+    let buf = unsafe { arg(buf, len) };
+    ret(ctl::vm_ioctl(vm, cmd, buf)) as i64
+}

@@ -1,0 +1,194 @@
+//! Taking EL2 from Linux's hyp stub, per CPU, and giving it back.
+//!
+//! A Linux arm64 kernel booted at EL2 without KVM leaves a tiny "hyp stub"
+//! vector table at EL2 that answers a few `hvc #0` calls. The module:
+//!
+//! 1. checks the CPU: the kernel must run at EL1 (not VHE) and EL2 must exist;
+//! 2. asks EL2 who it is: our own code answers [`VMM_HC_PING`] with
+//!    [`EL2_MAGIC`], the stub answers any unknown call with [`HVC_STUB_ERR`];
+//!    anything else means another hypervisor holds EL2;
+//! 3. runs a probe at EL2 through the stub's `HVC_SOFT_RESTART` (the stub's
+//!    vector address is not exported to modules, so the probe records it, and
+//!    sets up `TPIDR_EL2` and the EL2 stack on the way);
+//! 4. installs its vectors with `HVC_SET_VECTORS` and checks that they answer.
+//!
+//! Giving EL2 back is `HVC_RESET_VECTORS`, which our vectors answer by
+//! restoring the stub's. All of it is logic over the [`El2`] trait, so it is
+//! tested on the build machine against a simulated EL2 (see `tests.rs`).
+
+mod state;
+#[cfg(test)]
+mod tests;
+
+pub use state::{HypState, HYP};
+
+/// Stub call: set `VBAR_EL2` to `x1`.
+pub const HVC_SET_VECTORS: u64 = 0;
+/// Stub call: branch at EL2 to `x1` with `x0..x2` = caller's `x2..x4`.
+pub const HVC_SOFT_RESTART: u64 = 1;
+/// Stub call: restore the stub's own vectors.
+pub const HVC_RESET_VECTORS: u64 = 2;
+/// The stub's answer to a call it does not know.
+pub const HVC_STUB_ERR: u64 = 0xbadca11;
+/// Our call: answer who we are.
+pub const VMM_HC_PING: u64 = 0x564d_4d00;
+/// Our EL2 code's answer to [`VMM_HC_PING`] ("VMM_EL2!").
+pub const EL2_MAGIC: u64 = 0x564d_4d5f_454c_3221;
+/// The probe's answer ("VMM_PROB").
+pub const PROBE_MAGIC: u64 = 0x564d_4d5f_5052_4f42;
+
+/// Offset in a CPU's hyp page where the probe stores the stub's `VBAR_EL2`.
+pub const HYP_PAGE_STUB_VBAR: usize = 0;
+
+/// What the take-over needs from the hardware. The aarch64 implementation is
+/// in [`crate::arch`]; tests use a simulated EL2.
+pub trait El2 {
+    /// `CurrentEL.EL` of the calling code (1 for an nVHE kernel).
+    fn current_el(&self) -> u8;
+    /// Whether `ID_AA64PFR0_EL1.EL2` says EL2 is implemented.
+    fn el2_implemented(&self) -> bool;
+    /// `hvc #0` with `x0..x3` = `args`; returns `x0..x3`.
+    fn hvc(&self, args: [u64; 4]) -> [u64; 4];
+    /// Cleans and invalidates `[va, va + len)` to the point of coherency:
+    /// EL2 runs with its MMU off, so it reads and writes memory uncached.
+    fn dcache_clean_inval_poc(&self, va: *const u8, len: usize);
+}
+
+/// Why the module cannot take EL2 on a CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No EL2 (not implemented, or not given to the kernel).
+    NoEl2,
+    /// The kernel itself runs at EL2 (VHE).
+    KernelAtEl2,
+    /// The kernel runs at an unexpected EL.
+    UnexpectedEl(u8),
+    /// Something other than the hyp stub answers at EL2.
+    NotStub(u64),
+    /// The probe did not come back through the stub.
+    ProbeFailed(u64),
+    /// Our vectors did not answer after installation.
+    VectorsSilent(u64),
+}
+
+impl core::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            Refusal::NoEl2 => write!(
+                f,
+                "no EL2 on this CPU (virtualization extensions absent or not given to the kernel); \
+                 vmm needs a host kernel booted at EL2"
+            ),
+            Refusal::KernelAtEl2 => write!(
+                f,
+                "the kernel runs at EL2 itself (VHE); boot the host with id_aa64mmfr1.vh=0 kvm-arm.mode=none"
+            ),
+            Refusal::UnexpectedEl(el) => write!(f, "the kernel runs at EL{el}, expected EL1"),
+            Refusal::NotStub(x0) => write!(
+                f,
+                "EL2 is held by another hypervisor (the hyp stub does not answer: got {x0:#x}); \
+                 boot the host with kvm-arm.mode=none"
+            ),
+            Refusal::ProbeFailed(x0) => {
+                write!(f, "the hyp stub did not run the EL2 probe (got {x0:#x})")
+            }
+            Refusal::VectorsSilent(x0) => {
+                write!(f, "EL2 vectors did not answer after installation (got {x0:#x})")
+            }
+        }
+    }
+}
+
+/// The addresses one CPU's take-over uses.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuHyp {
+    /// Kernel address of the CPU's hyp page (data at the bottom, EL2 stack
+    /// growing down from the top).
+    pub page_va: *mut u8,
+    /// Its physical address.
+    pub page_pa: u64,
+    /// Physical address of the EL2 code (the vector table is at its start).
+    pub code_pa: u64,
+    /// Offset of the probe entry in the EL2 code.
+    pub probe_offset: u64,
+}
+
+const PAGE: u64 = crate::kernel::PAGE_SIZE as u64;
+
+/// Checks that this CPU can be taken at all (done once, before any `hvc`:
+/// without EL2, `hvc` is an undefined instruction).
+pub fn check_cpu(hw: &impl El2) -> Result<(), Refusal> {
+    match hw.current_el() {
+        1 => {}
+        2 => return Err(Refusal::KernelAtEl2),
+        el => return Err(Refusal::UnexpectedEl(el)),
+    }
+    if !hw.el2_implemented() {
+        return Err(Refusal::NoEl2);
+    }
+    Ok(())
+}
+
+/// Who answers at EL2 now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// Our vectors, at the expected address.
+    Us,
+    /// Linux's hyp stub.
+    Stub,
+    /// Something else; its answer.
+    Other(u64),
+}
+
+/// Asks EL2 who it is.
+pub fn owner(hw: &impl El2, cpu: &CpuHyp) -> Owner {
+    match hw.hvc([VMM_HC_PING, 0, 0, 0]) {
+        [EL2_MAGIC, _, vbar, tpidr] if vbar == cpu.code_pa && tpidr == cpu.page_pa => Owner::Us,
+        [HVC_STUB_ERR, ..] => Owner::Stub,
+        [x0, ..] => Owner::Other(x0),
+    }
+}
+
+/// Takes EL2 on the calling CPU. Idempotent: a CPU already ours is left alone.
+pub fn install(hw: &impl El2, cpu: &CpuHyp) -> Result<(), Refusal> {
+    check_cpu(hw)?;
+    match owner(hw, cpu) {
+        Owner::Us => return Ok(()),
+        Owner::Stub => {}
+        Owner::Other(x0) => return Err(Refusal::NotStub(x0)),
+    }
+    // The probe writes the page with the EL2 MMU off: no dirty line of ours
+    // may overwrite that, and we must not read a stale line afterwards.
+    hw.dcache_clean_inval_poc(cpu.page_va, PAGE as usize);
+    let r = hw.hvc([
+        HVC_SOFT_RESTART,
+        cpu.code_pa + cpu.probe_offset,
+        cpu.page_pa,
+        cpu.page_pa + PAGE,
+    ]);
+    hw.dcache_clean_inval_poc(cpu.page_va, PAGE as usize);
+    if r[0] != PROBE_MAGIC {
+        return Err(Refusal::ProbeFailed(r[0]));
+    }
+    hw.hvc([HVC_SET_VECTORS, cpu.code_pa, 0, 0]);
+    match owner(hw, cpu) {
+        Owner::Us => Ok(()),
+        other => {
+            // Whatever answered, put the stub back if our vectors are in.
+            hw.hvc([HVC_RESET_VECTORS, 0, 0, 0]);
+            Err(Refusal::VectorsSilent(match other {
+                Owner::Other(x) => x,
+                _ => HVC_STUB_ERR,
+            }))
+        }
+    }
+}
+
+/// Gives EL2 back to the stub on the calling CPU. Returns whether the stub
+/// answers afterwards (a CPU we did not hold is left alone).
+pub fn uninstall(hw: &impl El2, cpu: &CpuHyp) -> bool {
+    if owner(hw, cpu) == Owner::Us {
+        hw.hvc([HVC_RESET_VECTORS, 0, 0, 0]);
+    }
+    owner(hw, cpu) == Owner::Stub
+}

@@ -1,0 +1,171 @@
+//! The module's EL2 resources: the code page and one hyp page per CPU, and
+//! which CPUs run our vectors.
+
+use super::{install, uninstall, CpuHyp, El2, Owner, Refusal};
+use crate::errno::{Errno, EINVAL, ENOMEM};
+use crate::kernel::Page;
+use core::ptr::null_mut;
+use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use vmm_uapi::{CPU_MASK_WORDS, VMM_MAX_CPUS};
+
+/// EL2 state shared by every CPU.
+pub struct HypState {
+    code: AtomicPtr<u8>,
+    code_pa: AtomicU64,
+    probe_offset: AtomicU64,
+    pages: [AtomicPtr<u8>; VMM_MAX_CPUS],
+    page_pas: [AtomicU64; VMM_MAX_CPUS],
+    installed: [AtomicU64; CPU_MASK_WORDS],
+    nr_cpus: AtomicUsize,
+}
+
+/// The module's one instance.
+pub static HYP: HypState = HypState::new();
+
+impl HypState {
+    /// Nothing allocated, nothing installed.
+    pub const fn new() -> Self {
+        Self {
+            code: AtomicPtr::new(null_mut()),
+            code_pa: AtomicU64::new(0),
+            probe_offset: AtomicU64::new(0),
+            pages: [const { AtomicPtr::new(null_mut()) }; VMM_MAX_CPUS],
+            page_pas: [const { AtomicU64::new(0) }; VMM_MAX_CPUS],
+            installed: [const { AtomicU64::new(0) }; CPU_MASK_WORDS],
+            nr_cpus: AtomicUsize::new(0),
+        }
+    }
+
+    /// Allocates the EL2 code page (a copy of `blob`, which must fit a page
+    /// and starts with the vector table) and a hyp page for each of
+    /// `nr_cpus` possible CPUs. `publish` makes the copied code visible to
+    /// EL2 (cache maintenance).
+    pub fn init(
+        &self,
+        nr_cpus: usize,
+        blob: &[u8],
+        probe_offset: usize,
+        publish: impl Fn(*const u8),
+    ) -> Result<(), Errno> {
+        if nr_cpus == 0 || nr_cpus > VMM_MAX_CPUS || blob.len() > 4096 || probe_offset >= blob.len()
+        {
+            return Err(EINVAL);
+        }
+        self.nr_cpus.store(nr_cpus, Ordering::Relaxed);
+        let code = Page::alloc()?;
+        // SAFETY: the page is 4096 bytes, blob.len() <= 4096, and they are distinct.
+        unsafe { core::ptr::copy_nonoverlapping(blob.as_ptr(), code.va(), blob.len()) };
+        publish(code.va());
+        self.code_pa.store(code.pa(), Ordering::Relaxed);
+        self.probe_offset
+            .store(probe_offset as u64, Ordering::Relaxed);
+        self.code.store(code.va(), Ordering::Release);
+        core::mem::forget(code);
+        for cpu in 0..nr_cpus {
+            let page = Page::alloc().map_err(|_| ENOMEM)?;
+            self.page_pas[cpu].store(page.pa(), Ordering::Relaxed);
+            self.pages[cpu].store(page.va(), Ordering::Release);
+            core::mem::forget(page);
+        }
+        Ok(())
+    }
+
+    /// Physical address of the EL2 code.
+    pub fn code_pa(&self) -> u64 {
+        self.code_pa.load(Ordering::Relaxed)
+    }
+
+    /// Number of possible CPUs given to [`HypState::init`].
+    pub fn nr_cpus(&self) -> usize {
+        self.nr_cpus.load(Ordering::Relaxed)
+    }
+
+    fn cpu(&self, cpu: usize) -> Option<CpuHyp> {
+        if cpu >= self.nr_cpus() {
+            return None;
+        }
+        let page_va = self.pages[cpu].load(Ordering::Acquire);
+        if page_va.is_null() || self.code.load(Ordering::Acquire).is_null() {
+            return None;
+        }
+        Some(CpuHyp {
+            page_va,
+            page_pa: self.page_pas[cpu].load(Ordering::Relaxed),
+            code_pa: self.code_pa.load(Ordering::Relaxed),
+            probe_offset: self.probe_offset.load(Ordering::Relaxed),
+        })
+    }
+
+    /// Takes EL2 on the calling CPU, `cpu`.
+    pub fn cpu_online(&self, hw: &impl El2, cpu: usize) -> Result<(), Refusal> {
+        let Some(c) = self.cpu(cpu) else {
+            return Err(Refusal::UnexpectedEl(0xff));
+        };
+        install(hw, &c)?;
+        self.installed[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Gives EL2 back on the calling CPU, `cpu`; whether the stub answers now.
+    pub fn cpu_offline(&self, hw: &impl El2, cpu: usize) -> bool {
+        let Some(c) = self.cpu(cpu) else { return true };
+        let ok = uninstall(hw, &c);
+        self.installed[cpu / 64].fetch_and(!(1 << (cpu % 64)), Ordering::AcqRel);
+        ok
+    }
+
+    /// After a low-power state the CPU comes back with the stub's vectors:
+    /// take EL2 again if we held it before.
+    pub fn cpu_resume(&self, hw: &impl El2, cpu: usize) -> Result<(), Refusal> {
+        if !self.is_installed(cpu) {
+            return Ok(());
+        }
+        self.cpu_online(hw, cpu)
+    }
+
+    /// Whether our vectors answer on the calling CPU, `cpu`.
+    pub fn answers(&self, hw: &impl El2, cpu: usize) -> bool {
+        match self.cpu(cpu) {
+            Some(c) => self.is_installed(cpu) && super::owner(hw, &c) == Owner::Us,
+            None => false,
+        }
+    }
+
+    /// Whether the module believes it holds EL2 on `cpu`.
+    pub fn is_installed(&self, cpu: usize) -> bool {
+        cpu < VMM_MAX_CPUS
+            && self.installed[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
+    }
+
+    /// The installed-CPU bitmap.
+    pub fn installed_mask(&self) -> [u64; CPU_MASK_WORDS] {
+        core::array::from_fn(|i| self.installed[i].load(Ordering::Acquire))
+    }
+
+    /// Frees everything. EL2 memory is leaked, not freed, while any CPU may
+    /// still vector into it; returns false then.
+    pub fn release(&self) -> bool {
+        if self.installed_mask().iter().any(|&w| w != 0) {
+            return false;
+        }
+        let code = self.code.swap(null_mut(), Ordering::AcqRel);
+        if !code.is_null() {
+            // SAFETY: the pointer came from Page::alloc and no CPU uses it.
+            drop(unsafe { Page::from_raw(code) });
+        }
+        for slot in &self.pages {
+            let p = slot.swap(null_mut(), Ordering::AcqRel);
+            if !p.is_null() {
+                // SAFETY: as above.
+                drop(unsafe { Page::from_raw(p) });
+            }
+        }
+        true
+    }
+}
+
+impl Default for HypState {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,96 @@
+//! A test double of the kernel services, for `cargo test` on the build machine.
+//! Records what the core asked for, per test thread.
+
+use super::Level;
+use crate::errno::Errno;
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+thread_local! {
+    /// Device nodes that exist: (slot, name).
+    pub static NODES: RefCell<Vec<(usize, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
+    /// Module references held.
+    pub static MODULE_REFS: RefCell<i64> = const { RefCell::new(0) };
+    /// Lines logged.
+    pub static LOG: RefCell<Vec<(Level, String)>> = const { RefCell::new(Vec::new()) };
+    /// When set, the next node creation fails with this errno.
+    pub static FAIL_NODE: RefCell<Option<Errno>> = const { RefCell::new(None) };
+}
+
+static CTL_LOCK: AtomicBool = AtomicBool::new(false);
+
+pub(super) fn log(level: Level, msg: &str) {
+    LOG.with(|l| l.borrow_mut().push((level, msg.to_string())));
+}
+
+pub(super) fn kzalloc(size: usize, align: usize) -> *mut u8 {
+    let layout = std::alloc::Layout::from_size_align(size.max(1), align).expect("layout");
+    // SAFETY: the layout has a non-zero size.
+    unsafe { std::alloc::alloc_zeroed(layout) }
+}
+
+/// # Safety
+/// `p` came from [`kzalloc`]. The double leaks instead of tracking layouts.
+pub(super) unsafe fn kfree(_p: *mut u8) {}
+
+pub(super) fn alloc_page() -> *mut u8 {
+    kzalloc(4096, 4096)
+}
+
+/// # Safety
+/// `p` came from [`alloc_page`].
+pub(super) unsafe fn free_page(_p: *mut u8) {}
+
+pub(super) fn virt_to_phys(p: *const u8) -> u64 {
+    p as u64
+}
+
+pub(super) fn ctl_lock() {
+    while CTL_LOCK
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+}
+
+pub(super) fn ctl_unlock() {
+    CTL_LOCK.store(false, Ordering::Release);
+}
+
+pub(super) fn vm_node_create(slot: usize, name: &[u8]) -> Result<(), Errno> {
+    if let Some(e) = FAIL_NODE.with(|f| f.borrow_mut().take()) {
+        return Err(e);
+    }
+    NODES.with(|n| {
+        let mut n = n.borrow_mut();
+        assert!(
+            !n.iter().any(|(s, _)| *s == slot),
+            "slot {slot} has a node already"
+        );
+        n.push((slot, name.to_vec()));
+    });
+    Ok(())
+}
+
+pub(super) fn vm_node_destroy(slot: usize) {
+    NODES.with(|n| n.borrow_mut().retain(|(s, _)| *s != slot));
+}
+
+pub(super) fn module_get() {
+    MODULE_REFS.with(|r| *r.borrow_mut() += 1);
+}
+
+pub(super) fn module_put() {
+    MODULE_REFS.with(|r| *r.borrow_mut() -= 1);
+}
+
+pub(super) fn online_cpus(mask: &mut [u64]) {
+    mask.fill(0);
+    mask[0] = 0b11;
+}
+
+pub(super) fn ping_cpus(mask: &mut [u64]) {
+    mask.fill(0);
+    mask[0] = 0b11;
+}

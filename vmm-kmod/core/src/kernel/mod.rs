@@ -1,0 +1,145 @@
+//! Kernel services the core uses: logging, memory, the control lock, VM
+//! device nodes and the module's reference count.
+//!
+//! On the target they are the C shim's wrappers of Linux services
+//! ([`linux`]); in `cargo test` on the build machine a double ([`mock`])
+//! stands in, so the logic above it runs unchanged.
+
+#[cfg(not(target_os = "none"))]
+pub mod mock;
+#[cfg(not(target_os = "none"))]
+use mock as sys;
+
+#[cfg(target_os = "none")]
+pub mod linux;
+#[cfg(target_os = "none")]
+use linux as sys;
+
+mod kbox;
+mod mutex;
+mod page;
+
+pub use kbox::KBox;
+pub use mutex::{KMutex, KMutexGuard};
+pub use page::{Page, PAGE_SIZE};
+
+use crate::errno::Errno;
+
+/// Kernel log levels used by the module (printk's numbering).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Level {
+    /// `KERN_ERR`: a refusal or a failure the user must see.
+    Err = 3,
+    /// `KERN_WARNING`.
+    Warning = 4,
+    /// `KERN_INFO`: normal events.
+    Info = 6,
+}
+
+/// Writes one line to the kernel log, prefixed `vmm: `.
+pub fn log(level: Level, msg: &str) {
+    sys::log(level, msg);
+}
+
+/// Creates `/dev/vmm/NAME` for the VM in registry slot `slot`.
+pub fn vm_node_create(slot: usize, name: &[u8]) -> Result<(), Errno> {
+    sys::vm_node_create(slot, name)
+}
+
+/// Removes the device node of registry slot `slot`.
+pub fn vm_node_destroy(slot: usize) {
+    sys::vm_node_destroy(slot)
+}
+
+/// Takes a reference on the module: it cannot be unloaded while a VM exists.
+pub fn module_get() {
+    sys::module_get()
+}
+
+/// Drops a reference taken by [`module_get`].
+pub fn module_put() {
+    sys::module_put()
+}
+
+/// Fills `mask` with the online CPUs.
+pub fn online_cpus(mask: &mut [u64]) {
+    sys::online_cpus(mask)
+}
+
+/// Runs [`crate::hyp::ping_this_cpu`] on every online CPU and sets the bits of
+/// those whose EL2 answered.
+pub fn ping_cpus(mask: &mut [u64]) {
+    sys::ping_cpus(mask)
+}
+
+/// Formats a log line into a stack buffer (no allocation) and logs it.
+#[macro_export]
+macro_rules! klog {
+    ($level:ident, $($arg:tt)*) => {{
+        let mut line = $crate::kernel::LineBuf::new();
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
+        $crate::kernel::log($crate::kernel::Level::$level, line.as_str());
+    }};
+}
+
+/// A fixed buffer for one log line; what does not fit is cut.
+pub struct LineBuf {
+    buf: [u8; 200],
+    len: usize,
+}
+
+impl LineBuf {
+    /// An empty line.
+    pub const fn new() -> Self {
+        Self {
+            buf: [0; 200],
+            len: 0,
+        }
+    }
+
+    /// The text written so far.
+    pub fn as_str(&self) -> &str {
+        // Only whole UTF-8 sequences are ever appended (see write_str).
+        core::str::from_utf8(&self.buf[..self.len]).unwrap_or("<log line not UTF-8>")
+    }
+}
+
+impl Default for LineBuf {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl core::fmt::Write for LineBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let room = self.buf.len() - self.len;
+        let mut n = s.len().min(room);
+        while !s.is_char_boundary(n) {
+            n -= 1;
+        }
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::fmt::Write;
+
+    #[test]
+    fn line_buffer_cuts_at_char_boundary() {
+        let mut l = LineBuf::new();
+        for _ in 0..100 {
+            let _ = write!(l, "é");
+        }
+        assert_eq!(l.as_str().len(), 200);
+        let mut l = LineBuf::new();
+        let _ = write!(l, "{}x", "a".repeat(199));
+        let _ = write!(l, "é");
+        assert_eq!(l.as_str().len(), 200);
+        assert!(l.as_str().ends_with('x'));
+    }
+}

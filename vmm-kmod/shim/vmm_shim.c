@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * vmm: the C shim of the bhyve-style hypervisor module for arm64 Linux hosts.
+ *
+ * Only what must be C lives here: module init/exit, the control device
+ * /dev/vmmctl and the per-VM nodes /dev/vmm/NAME, file operations, CPU
+ * hotplug and PM notifiers, and thin wrappers of kernel services for the
+ * Rust core (vmm_core.o), which holds all the logic.
+ */
+#define pr_fmt(fmt) "vmm: " fmt
+
+#include <linux/bitops.h>
+#include <linux/cdev.h>
+#include <linux/cpu.h>
+#include <linux/cpu_pm.h>
+#include <linux/cpuhotplug.h>
+#include <linux/device.h>
+#include <linux/fs.h>
+#include <linux/gfp.h>
+#include <linux/io.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/mutex.h>
+#include <linux/slab.h>
+#include <linux/smp.h>
+#include <linux/uaccess.h>
+#include <linux/version.h>
+
+#include "vmm_shim.h"
+
+static unsigned int max_vms = 32;
+module_param(max_vms, uint, 0444);
+MODULE_PARM_DESC(max_vms, "most VMs that may exist at once (1-256, default 32)");
+
+static DEFINE_MUTEX(vmm_ctl_mutex);
+static dev_t vmm_devt;
+static struct cdev vmm_cdev;
+static bool vmm_cdev_added;
+static struct class *vmm_class;
+static struct device **vmm_nodes;
+static int vmm_cpuhp_state = -1;
+
+/* ---- services for the Rust core ---------------------------------------- */
+
+void vmm_shim_log(u32 level, const char *msg, size_t len)
+{
+	int n = (int)min_t(size_t, len, 1024);
+
+	switch (level) {
+	case 3:
+		pr_err("%.*s\n", n, msg);
+		break;
+	case 4:
+		pr_warn("%.*s\n", n, msg);
+		break;
+	default:
+		pr_info("%.*s\n", n, msg);
+		break;
+	}
+}
+
+void *vmm_shim_kzalloc(size_t size)
+{
+	return kzalloc(size, GFP_KERNEL);
+}
+
+void vmm_shim_kfree(void *p)
+{
+	kfree(p);
+}
+
+void *vmm_shim_alloc_page(void)
+{
+	return (void *)get_zeroed_page(GFP_KERNEL);
+}
+
+void vmm_shim_free_page(void *p)
+{
+	free_page((unsigned long)p);
+}
+
+u64 vmm_shim_virt_to_phys(const void *p)
+{
+	return virt_to_phys((void *)p);
+}
+
+void vmm_shim_ctl_lock(void)
+{
+	mutex_lock(&vmm_ctl_mutex);
+}
+
+void vmm_shim_ctl_unlock(void)
+{
+	mutex_unlock(&vmm_ctl_mutex);
+}
+
+/* Called with vmm_ctl_mutex held. The node's name is the VM's (no '/'). */
+int vmm_shim_vm_node_create(u32 slot, const char *name, size_t len)
+{
+	struct device *dev;
+
+	if (slot >= max_vms || vmm_nodes[slot])
+		return -EINVAL;
+	dev = device_create(vmm_class, NULL, MKDEV(MAJOR(vmm_devt), slot), NULL,
+			    "%.*s", (int)len, name);
+	if (IS_ERR(dev))
+		return PTR_ERR(dev);
+	vmm_nodes[slot] = dev;
+	return 0;
+}
+
+/* Called with vmm_ctl_mutex held. */
+void vmm_shim_vm_node_destroy(u32 slot)
+{
+	if (slot >= max_vms || !vmm_nodes[slot])
+		return;
+	device_destroy(vmm_class, MKDEV(MAJOR(vmm_devt), slot));
+	vmm_nodes[slot] = NULL;
+}
+
+void vmm_shim_module_get(void)
+{
+	__module_get(THIS_MODULE);
+}
+
+void vmm_shim_module_put(void)
+{
+	module_put(THIS_MODULE);
+}
+
+void vmm_shim_online_cpus(u64 *mask, size_t words)
+{
+	unsigned int cpu;
+
+	memset(mask, 0, words * sizeof(u64));
+	for_each_online_cpu(cpu)
+		if (cpu < words * 64)
+			mask[cpu / 64] |= 1ULL << (cpu % 64);
+}
+
+struct vmm_ping {
+	u64 *mask;
+	size_t words;
+};
+
+static void vmm_ping_ipi(void *arg)
+{
+	struct vmm_ping *p = arg;
+	unsigned int cpu = smp_processor_id();
+
+	if (cpu < p->words * 64 && vmm_core_cpu_ping(cpu))
+		set_bit(cpu, (unsigned long *)p->mask);
+}
+
+void vmm_shim_ping_cpus(u64 *mask, size_t words)
+{
+	struct vmm_ping p = { .mask = mask, .words = words };
+
+	memset(mask, 0, words * sizeof(u64));
+	cpus_read_lock();
+	on_each_cpu(vmm_ping_ipi, &p, 1);
+	cpus_read_unlock();
+}
+
+void __noreturn vmm_shim_bug(void)
+{
+	BUG();
+}
+
+/* ---- ioctls -------------------------------------------------------------- */
+
+/*
+ * Copies the argument in (for _IOW), lets Rust handle it on the kernel copy,
+ * and copies it out (for _IOR). Rust checks that size and command agree.
+ */
+static long vmm_ioctl_call(void *vm, unsigned int cmd, unsigned long uarg)
+{
+	size_t size = _IOC_SIZE(cmd);
+	u8 stackbuf[256];
+	u8 *buf = stackbuf;
+	long ret;
+
+	if (size > sizeof(stackbuf)) {
+		buf = kzalloc(size, GFP_KERNEL);
+		if (!buf)
+			return -ENOMEM;
+	} else {
+		memset(buf, 0, size);
+	}
+	if ((_IOC_DIR(cmd) & _IOC_WRITE) && copy_from_user(buf, (void __user *)uarg, size)) {
+		ret = -EFAULT;
+		goto out;
+	}
+	if (vm)
+		ret = vmm_vm_ioctl(vm, cmd, buf, size);
+	else
+		ret = vmm_ctl_ioctl(cmd, buf, size);
+	if (ret >= 0 && (_IOC_DIR(cmd) & _IOC_READ) && copy_to_user((void __user *)uarg, buf, size))
+		ret = -EFAULT;
+out:
+	if (buf != stackbuf)
+		kfree(buf);
+	return ret;
+}
+
+static long vmmctl_unlocked_ioctl(struct file *f, unsigned int cmd, unsigned long uarg)
+{
+	return vmm_ioctl_call(NULL, cmd, uarg);
+}
+
+static const struct file_operations vmmctl_fops = {
+	.owner = THIS_MODULE,
+	.unlocked_ioctl = vmmctl_unlocked_ioctl,
+	.llseek = noop_llseek,
+};
+
+static struct miscdevice vmmctl_misc = {
+	.minor = MISC_DYNAMIC_MINOR,
+	.name = "vmmctl",
+	.fops = &vmmctl_fops,
+	.mode = 0600,
+};
+
+static int vmm_vm_fop_open(struct inode *inode, struct file *f)
+{
+	void *vm = NULL;
+	int ret = vmm_vm_open(iminor(inode), &vm);
+
+	if (ret)
+		return ret;
+	f->private_data = vm;
+	return nonseekable_open(inode, f);
+}
+
+static int vmm_vm_fop_release(struct inode *inode, struct file *f)
+{
+	vmm_vm_release(f->private_data);
+	return 0;
+}
+
+static long vmm_vm_fop_ioctl(struct file *f, unsigned int cmd, unsigned long uarg)
+{
+	return vmm_ioctl_call(f->private_data, cmd, uarg);
+}
+
+static const struct file_operations vmm_vm_fops = {
+	.owner = THIS_MODULE,
+	.open = vmm_vm_fop_open,
+	.release = vmm_vm_fop_release,
+	.unlocked_ioctl = vmm_vm_fop_ioctl,
+	.llseek = no_llseek,
+};
+
+/* /dev/vmm/NAME, root only. */
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+static char *vmm_devnode(const struct device *dev, umode_t *mode)
+#else
+static char *vmm_devnode(struct device *dev, umode_t *mode)
+#endif
+{
+	if (mode)
+		*mode = 0600;
+	return kasprintf(GFP_KERNEL, "vmm/%s", dev_name(dev));
+}
+
+/* ---- CPU hotplug and PM: EL2 is lost when a CPU goes down ---------------- */
+
+static int vmm_cpu_online(unsigned int cpu)
+{
+	if (WARN_ON_ONCE(cpu != raw_smp_processor_id()))
+		return -EINVAL;
+	return vmm_core_cpu_online(cpu);
+}
+
+static int vmm_cpu_offline(unsigned int cpu)
+{
+	if (!WARN_ON_ONCE(cpu != raw_smp_processor_id()))
+		vmm_core_cpu_offline(cpu);
+	return 0;
+}
+
+static int vmm_cpu_pm_notify(struct notifier_block *nb, unsigned long action, void *v)
+{
+	if (action == CPU_PM_EXIT || action == CPU_PM_ENTER_FAILED)
+		vmm_core_cpu_pm_exit(smp_processor_id());
+	return NOTIFY_OK;
+}
+
+static struct notifier_block vmm_cpu_pm_nb = {
+	.notifier_call = vmm_cpu_pm_notify,
+};
+
+/* ---- module init/exit ---------------------------------------------------- */
+
+static void vmm_teardown(void)
+{
+	vmm_core_destroy_vms();
+	if (vmm_cpuhp_state >= 0) {
+		cpu_pm_unregister_notifier(&vmm_cpu_pm_nb);
+		cpuhp_remove_state(vmm_cpuhp_state);
+		vmm_cpuhp_state = -1;
+	}
+	if (vmm_cdev_added)
+		cdev_del(&vmm_cdev);
+	vmm_cdev_added = false;
+	if (!IS_ERR_OR_NULL(vmm_class))
+		class_destroy(vmm_class);
+	vmm_class = NULL;
+	if (vmm_devt)
+		unregister_chrdev_region(vmm_devt, max_vms);
+	vmm_devt = 0;
+	kfree(vmm_nodes);
+	vmm_nodes = NULL;
+	vmm_core_exit();
+}
+
+static int __init vmm_init(void)
+{
+	int ret = vmm_core_init(nr_cpu_ids, max_vms);
+
+	if (ret)
+		return ret;
+
+	ret = -ENOMEM;
+	vmm_nodes = kcalloc(max_vms, sizeof(*vmm_nodes), GFP_KERNEL);
+	if (!vmm_nodes)
+		goto fail;
+	ret = alloc_chrdev_region(&vmm_devt, 0, max_vms, "vmm");
+	if (ret)
+		goto fail;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+	vmm_class = class_create("vmm");
+#else
+	vmm_class = class_create(THIS_MODULE, "vmm");
+#endif
+	if (IS_ERR(vmm_class)) {
+		ret = PTR_ERR(vmm_class);
+		goto fail;
+	}
+	vmm_class->devnode = vmm_devnode;
+	cdev_init(&vmm_cdev, &vmm_vm_fops);
+	vmm_cdev.owner = THIS_MODULE;
+	ret = cdev_add(&vmm_cdev, vmm_devt, max_vms);
+	if (ret)
+		goto fail;
+	vmm_cdev_added = true;
+
+	/* Take EL2 on every online CPU now, and on every CPU that comes online. */
+	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "vmm:online", vmm_cpu_online, vmm_cpu_offline);
+	if (ret < 0) {
+		ret = -ENODEV;
+		goto fail;
+	}
+	vmm_cpuhp_state = ret;
+	ret = cpu_pm_register_notifier(&vmm_cpu_pm_nb);
+	if (ret)
+		goto fail;
+
+	ret = misc_register(&vmmctl_misc);
+	if (ret)
+		goto fail;
+	pr_info("ready: EL2 held on %u CPUs, up to %u VMs\n", num_online_cpus(), max_vms);
+	return 0;
+fail:
+	vmm_teardown();
+	return ret;
+}
+
+static void __exit vmm_exit(void)
+{
+	misc_deregister(&vmmctl_misc);
+	vmm_teardown();
+	pr_info("unloaded: EL2 given back to the hyp stub\n");
+}
+
+module_init(vmm_init);
+module_exit(vmm_exit);
+MODULE_LICENSE("Dual BSD/GPL");
+MODULE_DESCRIPTION("bhyve-style hypervisor for arm64 Linux hosts (EL2, stage 2, VMs)");

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause */
+/*
+ * The interface between the C shim and the Rust core of the vmm module.
+ * Rust implements vmm_core_* and vmm_{ctl,vm}_*; the shim implements vmm_shim_*.
+ */
+#ifndef VMM_SHIM_H
+#define VMM_SHIM_H
+
+#include <linux/types.h>
+
+/* Rust core */
+int vmm_core_init(u32 nr_cpus, u32 max_vms);
+void vmm_core_exit(void);
+void vmm_core_destroy_vms(void);
+int vmm_core_cpu_online(u32 cpu);
+void vmm_core_cpu_offline(u32 cpu);
+int vmm_core_cpu_pm_exit(u32 cpu);
+bool vmm_core_cpu_ping(u32 cpu);
+long vmm_ctl_ioctl(u32 cmd, void *buf, size_t len);
+int vmm_vm_open(u32 slot, void **out);
+void vmm_vm_release(void *vm);
+long vmm_vm_ioctl(void *vm, u32 cmd, void *buf, size_t len);
+
+/* C shim services */
+void vmm_shim_log(u32 level, const char *msg, size_t len);
+void *vmm_shim_kzalloc(size_t size);
+void vmm_shim_kfree(void *p);
+void *vmm_shim_alloc_page(void);
+void vmm_shim_free_page(void *p);
+u64 vmm_shim_virt_to_phys(const void *p);
+void vmm_shim_ctl_lock(void);
+void vmm_shim_ctl_unlock(void);
+int vmm_shim_vm_node_create(u32 slot, const char *name, size_t len);
+void vmm_shim_vm_node_destroy(u32 slot);
+void vmm_shim_module_get(void);
+void vmm_shim_module_put(void);
+void vmm_shim_online_cpus(u64 *mask, size_t words);
+void vmm_shim_ping_cpus(u64 *mask, size_t words);
+void __noreturn vmm_shim_bug(void);
+
+#endif
