@@ -6,8 +6,7 @@ use clap::{ArgAction, Parser};
 use std::ffi::OsString;
 
 /// One-line usage printed under every command-line error.
-pub const USAGE: &str =
-    "usage: bhyvectl --vm=NAME [--create] [--destroy] | --list | --get-hyp-status  (see --help)";
+pub const USAGE: &str = "usage: bhyvectl --vm=NAME [--create] [--destroy] | --list | --get-hyp-status  (see --help)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -26,6 +25,21 @@ struct Args {
     /// Destroy the VM (after any other action).
     #[arg(long, action = ArgAction::SetTrue)]
     destroy: bool,
+    /// The vCPU for --get-all and --get-stats (default 0).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    cpu: i32,
+    /// Print the vCPU's registers (the VM must not be running).
+    #[arg(long, action = ArgAction::SetTrue)]
+    get_all: bool,
+    /// Print the vCPU's exit counters.
+    #[arg(long, action = ArgAction::SetTrue)]
+    get_stats: bool,
+    /// Print the VM's guest physical memory map.
+    #[arg(long, action = ArgAction::SetTrue)]
+    get_memmap: bool,
+    /// Print which vCPUs are active.
+    #[arg(long, action = ArgAction::SetTrue)]
+    get_active_cpus: bool,
     /// List the VMs that exist.
     #[arg(long, action = ArgAction::SetTrue)]
     list: bool,
@@ -43,6 +57,14 @@ pub enum Action {
     List,
     /// `--get-hyp-status`.
     HypStatus,
+    /// `--get-all` of vCPU n.
+    GetAll(String, i32),
+    /// `--get-stats` of vCPU n.
+    GetStats(String, i32),
+    /// `--get-memmap`.
+    GetMemmap(String),
+    /// `--get-active-cpus`.
+    GetActiveCpus(String),
     /// `--destroy`.
     Destroy(String),
 }
@@ -66,26 +88,17 @@ pub struct Exit {
 }
 
 fn usage_error(msg: &str) -> Exit {
-    Exit {
-        code: 2,
-        out: String::new(),
-        err: format!("bhyvectl: {msg}\n{USAGE}\n"),
-    }
+    Exit { code: 2, out: String::new(), err: format!("bhyvectl: {msg}\n{USAGE}\n") }
 }
 
 /// Parses the arguments (the first is the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
     let a = Args::try_parse_from(args).map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp => Exit {
-            code: 0,
-            out: e.render().to_string(),
-            err: String::new(),
-        },
+        ErrorKind::DisplayHelp => Exit { code: 0, out: e.render().to_string(), err: String::new() },
         _ => usage_error(&clap_message(&e)),
     })?;
     let needs_vm = |flag: &str| -> Result<String, Exit> {
-        a.vm.clone()
-            .ok_or_else(|| usage_error(&format!("{flag} needs --vm=NAME")))
+        a.vm.clone().ok_or_else(|| usage_error(&format!("{flag} needs --vm=NAME")))
     };
     let mut actions = vec![];
     if a.create {
@@ -96,6 +109,18 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit>
     }
     if a.get_hyp_status {
         actions.push(Action::HypStatus);
+    }
+    if a.get_all {
+        actions.push(Action::GetAll(needs_vm("--get-all")?, a.cpu));
+    }
+    if a.get_stats {
+        actions.push(Action::GetStats(needs_vm("--get-stats")?, a.cpu));
+    }
+    if a.get_memmap {
+        actions.push(Action::GetMemmap(needs_vm("--get-memmap")?));
+    }
+    if a.get_active_cpus {
+        actions.push(Action::GetActiveCpus(needs_vm("--get-active-cpus")?));
     }
     if a.destroy {
         actions.push(Action::Destroy(needs_vm("--destroy")?));
@@ -127,11 +152,7 @@ fn clap_message(e: &clap::Error) -> String {
         _ => {
             // Fall back to clap's own first line, without its "error: ".
             let text = e.render().to_string();
-            text.lines()
-                .next()
-                .unwrap_or("bad command line")
-                .trim_start_matches("error: ")
-                .to_string()
+            text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string()
         }
     }
 }
@@ -141,11 +162,7 @@ mod tests {
     use super::*;
 
     fn p(args: &[&str]) -> Result<Command, Exit> {
-        parse(
-            std::iter::once("bhyvectl")
-                .chain(args.iter().copied())
-                .map(OsString::from),
-        )
+        parse(std::iter::once("bhyvectl").chain(args.iter().copied()).map(OsString::from))
     }
 
     fn err(args: &[&str]) -> String {
@@ -158,39 +175,31 @@ mod tests {
 
     #[test]
     fn bhyve_spelling() {
-        assert_eq!(
-            p(&["--vm=a", "--create"]).unwrap().actions,
-            vec![Action::Create("a".into())]
-        );
-        assert_eq!(
-            p(&["--create", "--vm", "b"]).unwrap().actions,
-            vec![Action::Create("b".into())]
-        );
+        assert_eq!(p(&["--vm=a", "--create"]).unwrap().actions, vec![Action::Create("a".into())]);
+        assert_eq!(p(&["--create", "--vm", "b"]).unwrap().actions, vec![Action::Create("b".into())]);
         assert_eq!(
             p(&["--destroy", "--vm=a", "--create"]).unwrap().actions,
             vec![Action::Create("a".into()), Action::Destroy("a".into())],
             "create first, destroy last"
         );
         assert_eq!(p(&["--list"]).unwrap().actions, vec![Action::List]);
+        assert_eq!(p(&["--get-hyp-status"]).unwrap().actions, vec![Action::HypStatus]);
         assert_eq!(
-            p(&["--get-hyp-status"]).unwrap().actions,
-            vec![Action::HypStatus]
+            p(&["--vm=g", "--cpu=0", "--get-all", "--get-stats"]).unwrap().actions,
+            vec![Action::GetAll("g".into(), 0), Action::GetStats("g".into(), 0)]
         );
+        assert_eq!(p(&["--vm=g", "--get-memmap"]).unwrap().actions, vec![Action::GetMemmap("g".into())]);
     }
 
     #[test]
     fn bad_flags_are_named() {
-        assert_eq!(
-            err(&["--frobnicate"]),
-            "bhyvectl: unknown flag '--frobnicate'"
-        );
-        assert_eq!(
-            err(&["--vm=a", "--destory"]),
-            "bhyvectl: unknown flag '--destory'"
-        );
+        assert_eq!(err(&["--frobnicate"]), "bhyvectl: unknown flag '--frobnicate'");
+        assert_eq!(err(&["--vm=a", "--destory"]), "bhyvectl: unknown flag '--destory'");
         assert_eq!(err(&["--create"]), "bhyvectl: --create needs --vm=NAME");
         assert_eq!(err(&["--destroy"]), "bhyvectl: --destroy needs --vm=NAME");
         assert_eq!(err(&["--vm"]), "bhyvectl: flag '--vm <NAME>' needs a value");
+        assert_eq!(err(&["--get-all"]), "bhyvectl: --get-all needs --vm=NAME");
+        assert!(err(&["--vm=g", "--get-all", "--cpu=x"]).contains("--cpu"));
         assert_eq!(err(&[]), "bhyvectl: no action given");
         assert!(err(&["--vm=a"]).contains("without an action"));
         assert!(err(&["stray"]).contains("'stray'"));

@@ -2,6 +2,9 @@
 
 use nix::errno::Errno;
 
+/// Result of libvmmapi calls.
+pub type Result<T> = std::result::Result<T, Error>;
+
 /// A failed libvmmapi call. The message names the VM and the errno in words.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -41,6 +44,38 @@ pub enum Error {
         /// Why.
         errno: Errno,
     },
+    /// An operation on a VM failed.
+    #[error("VM '{name}': cannot {op}: {}", desc(*errno))]
+    Vm {
+        /// The VM.
+        name: String,
+        /// What was tried.
+        op: &'static str,
+        /// Why.
+        errno: Errno,
+    },
+    /// An operation on a vCPU failed.
+    #[error("VM '{name}' vCPU {vcpu}: cannot {op}: {}{}", desc(*errno), vcpu_hint(*errno))]
+    Vcpu {
+        /// The VM.
+        name: String,
+        /// The vCPU.
+        vcpu: i32,
+        /// What was tried.
+        op: &'static str,
+        /// Why.
+        errno: Errno,
+    },
+    /// Setting up or reading guest memory failed.
+    #[error("VM '{name}': guest memory{}: {}{}", if *len > 0 { format!(" of {len} bytes") } else { String::new() }, desc(*errno), mem_hint(*errno))]
+    Memory {
+        /// The VM.
+        name: String,
+        /// The size asked for, if any.
+        len: u64,
+        /// Why.
+        errno: Errno,
+    },
     /// `VMMCTL_GET_HYP_STATUS` failed.
     #[error("cannot read the EL2 status: {}", desc(*errno))]
     HypStatus {
@@ -58,7 +93,10 @@ impl Error {
             | Error::Destroy { errno, .. }
             | Error::Open { errno, .. }
             | Error::List { errno }
-            | Error::HypStatus { errno } => *errno,
+            | Error::HypStatus { errno }
+            | Error::Vm { errno, .. }
+            | Error::Vcpu { errno, .. }
+            | Error::Memory { errno, .. } => *errno,
         }
     }
 }
@@ -66,6 +104,22 @@ impl Error {
 /// "EEXIST: File exists": the symbol users search for and the words.
 fn desc(e: Errno) -> String {
     format!("{e:?}: {}", e.desc())
+}
+
+fn vcpu_hint(e: Errno) -> &'static str {
+    match e {
+        Errno::EBUSY => " (the vCPU is running)",
+        Errno::ENXIO => " (the VM was destroyed)",
+        _ => "",
+    }
+}
+
+fn mem_hint(e: Errno) -> &'static str {
+    match e {
+        Errno::ENOMEM => " (more than the host can give)",
+        Errno::EEXIST => " (the VM already has memory)",
+        _ => "",
+    }
 }
 
 fn hint(e: Errno) -> &'static str {
@@ -84,29 +138,12 @@ mod tests {
 
     #[test]
     fn messages_name_the_vm_and_the_errno() {
-        let e = Error::Create {
-            name: "a".into(),
-            errno: Errno::EEXIST,
-        };
-        assert_eq!(
-            e.to_string(),
-            "cannot create VM 'a': EEXIST: File exists (a VM of that name exists)"
-        );
-        let e = Error::Destroy {
-            name: "zz".into(),
-            errno: Errno::ENOENT,
-        };
-        assert_eq!(
-            e.to_string(),
-            "cannot destroy VM 'zz': ENOENT: No such file or directory (no such VM)"
-        );
-        let e = Error::Control {
-            errno: Errno::EACCES,
-        };
-        assert_eq!(
-            e.to_string(),
-            "cannot open /dev/vmmctl: EACCES: Permission denied"
-        );
+        let e = Error::Create { name: "a".into(), errno: Errno::EEXIST };
+        assert_eq!(e.to_string(), "cannot create VM 'a': EEXIST: File exists (a VM of that name exists)");
+        let e = Error::Destroy { name: "zz".into(), errno: Errno::ENOENT };
+        assert_eq!(e.to_string(), "cannot destroy VM 'zz': ENOENT: No such file or directory (no such VM)");
+        let e = Error::Control { errno: Errno::EACCES };
+        assert_eq!(e.to_string(), "cannot open /dev/vmmctl: EACCES: Permission denied");
         assert_eq!(e.errno(), Errno::EACCES);
     }
 }

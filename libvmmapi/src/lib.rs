@@ -8,19 +8,26 @@
 
 pub mod capi;
 mod error;
+mod memory;
 mod sys;
+mod vcpu;
 
-pub use error::Error;
+pub use error::{Error, Result};
+pub use memory::GuestMemory;
 pub use nix::errno::Errno;
-pub use vmm_uapi::{validate_name, NameError, VmmctlHypStatus as HypStatus, VM_MAX_NAMELEN};
+pub use vcpu::{decode_exit, Exit, Vcpu, VmExitInfo};
+pub use vmm_uapi::{
+    validate_name, HypExit, InstEmul, NameError, SuspendHow, VmReg, VmmctlHypStatus as HypStatus, VM_MAXCPU,
+    VM_MAX_NAMELEN, VM_SYSMEM_BASE,
+};
 
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
-use vmm_uapi::{VmmctlVmCreate, VmmctlVmDestroy, VMMCTL_GET_HYP_STATUS, VMMCTL_PATH, VMM_DEV_DIR};
-
-/// Result of libvmmapi calls.
-pub type Result<T> = std::result::Result<T, Error>;
+use vmm_uapi::{
+    VmCpuset, VmStatDesc, VmStats, VmSuspend, VmmctlVmCreate, VmmctlVmDestroy, MAX_VM_STATS, VMMCTL_GET_HYP_STATUS,
+    VMMCTL_PATH, VMM_DEV_DIR, VM_ACTIVE_CPUS, VM_GET_CPUS, VM_STATS, VM_STAT_DESC, VM_SUSPEND,
+};
 
 /// An open VM: a handle on `/dev/vmm/NAME`.
 #[derive(Debug)]
@@ -30,13 +37,7 @@ pub struct Vm {
 }
 
 fn open_ctl() -> Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(VMMCTL_PATH)
-        .map_err(|e| Error::Control {
-            errno: sys::errno_of(&e),
-        })
+    OpenOptions::new().read(true).write(true).open(VMMCTL_PATH).map_err(|e| Error::Control { errno: sys::errno_of(&e) })
 }
 
 /// Path of a VM's device node.
@@ -49,10 +50,8 @@ impl Vm {
     pub fn create(name: &str) -> Result<()> {
         let ctl = open_ctl()?;
         let mut req = VmmctlVmCreate::new(name.as_bytes());
-        sys::ioctl(&ctl, vmm_uapi::VMMCTL_VM_CREATE, &mut req).map_err(|errno| Error::Create {
-            name: name.to_string(),
-            errno,
-        })
+        sys::ioctl(&ctl, vmm_uapi::VMMCTL_VM_CREATE, &mut req)
+            .map_err(|errno| Error::Create { name: name.to_string(), errno })
     }
 
     /// Opens the existing VM `name`.
@@ -60,23 +59,14 @@ impl Vm {
         // A name the module could never have created is ENOENT here, not a
         // surprising path ("../x") under /dev.
         if validate_name(name.as_bytes()).is_err() || name.contains('\0') {
-            return Err(Error::Open {
-                name: name.to_string(),
-                errno: Errno::ENOENT,
-            });
+            return Err(Error::Open { name: name.to_string(), errno: Errno::ENOENT });
         }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(vm_path(name))
-            .map_err(|e| Error::Open {
-                name: name.to_string(),
-                errno: sys::errno_of(&e),
-            })?;
-        Ok(Vm {
-            name: name.to_string(),
-            file,
-        })
+            .map_err(|e| Error::Open { name: name.to_string(), errno: sys::errno_of(&e) })?;
+        Ok(Vm { name: name.to_string(), file })
     }
 
     /// Destroys the VM `name`: its node goes at once, its memory when the
@@ -84,10 +74,8 @@ impl Vm {
     pub fn destroy_name(name: &str) -> Result<()> {
         let ctl = open_ctl()?;
         let mut req = VmmctlVmDestroy::new(name.as_bytes());
-        sys::ioctl(&ctl, vmm_uapi::VMMCTL_VM_DESTROY, &mut req).map_err(|errno| Error::Destroy {
-            name: name.to_string(),
-            errno,
-        })
+        sys::ioctl(&ctl, vmm_uapi::VMMCTL_VM_DESTROY, &mut req)
+            .map_err(|errno| Error::Destroy { name: name.to_string(), errno })
     }
 
     /// Destroys this VM and closes the handle.
@@ -104,6 +92,47 @@ impl Vm {
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }
+
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    fn err(&self, op: &'static str, errno: Errno) -> Error {
+        Error::Vm { name: self.name.clone(), op, errno }
+    }
+
+    /// vCPU `id` (0 .. [`VM_MAXCPU`]); the kernel checks the number on use.
+    pub fn vcpu(&self, id: i32) -> Vcpu<'_> {
+        Vcpu::new(self, id)
+    }
+
+    /// Suspends the VM: every vCPU's `run` returns `Exit::Suspended(how)`.
+    pub fn suspend(&self, how: SuspendHow) -> Result<()> {
+        let mut s = VmSuspend { how: how as u32 };
+        sys::ioctl(&self.file, VM_SUSPEND, &mut s).map_err(|e| self.err("suspend", e))
+    }
+
+    /// The activated vCPUs, as a bit mask.
+    pub fn active_cpus(&self) -> Result<u64> {
+        let mut c = VmCpuset { which: VM_ACTIVE_CPUS, ..Default::default() };
+        sys::ioctl(&self.file, VM_GET_CPUS, &mut c).map_err(|e| self.err("get active cpus", e))?;
+        Ok(c.mask)
+    }
+
+    /// vCPU `cpu`'s counters with their names (`VM_STATS`, `VM_STAT_DESC`).
+    pub fn stats(&self, cpu: i32) -> Result<Vec<(String, u64)>> {
+        let mut st = VmStats { cpuid: cpu, ..Default::default() };
+        sys::ioctl(&self.file, VM_STATS, &mut st).map_err(|e| self.err("get stats", e))?;
+        let n = (st.num_entries.max(0) as usize).min(MAX_VM_STATS);
+        let mut out = Vec::with_capacity(n);
+        for (i, &value) in st.statbuf[..n].iter().enumerate() {
+            let mut d = VmStatDesc { index: i as i32, ..Default::default() };
+            sys::ioctl(&self.file, VM_STAT_DESC, &mut d).map_err(|e| self.err("get stat description", e))?;
+            let len = d.desc.iter().position(|&b| b == 0).unwrap_or(d.desc.len());
+            out.push((String::from_utf8_lossy(&d.desc[..len]).into_owned(), value));
+        }
+        Ok(out)
+    }
 }
 
 /// Names of the VMs that exist, sorted.
@@ -115,16 +144,9 @@ pub fn list() -> Result<Vec<String>> {
             open_ctl()?;
             return Ok(vec![]);
         }
-        Err(e) => {
-            return Err(Error::List {
-                errno: sys::errno_of(&e),
-            })
-        }
+        Err(e) => return Err(Error::List { errno: sys::errno_of(&e) }),
     };
-    let mut names: Vec<String> = dir
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
+    let mut names: Vec<String> = dir.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).collect();
     names.sort();
     Ok(names)
 }

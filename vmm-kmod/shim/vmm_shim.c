@@ -19,18 +19,23 @@
 #include <linux/gfp.h>
 #include <linux/io.h>
 #include <linux/miscdevice.h>
+#include <linux/ioport.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/ratelimit.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/uaccess.h>
 #include <linux/version.h>
+#include <asm/neon.h>
 
 #include "vmm_shim.h"
 
 static unsigned int max_vms = 32;
 module_param(max_vms, uint, 0444);
-MODULE_PARM_DESC(max_vms, "most VMs that may exist at once (1-256, default 32)");
+MODULE_PARM_DESC(max_vms, "most VMs that may exist at once (1-255, default 32)");
 
 static DEFINE_MUTEX(vmm_ctl_mutex);
 static dev_t vmm_devt;
@@ -79,9 +84,129 @@ void vmm_shim_free_page(void *p)
 	free_page((unsigned long)p);
 }
 
+void *vmm_shim_alloc_pages(u32 order)
+{
+	return (void *)__get_free_pages(GFP_KERNEL | __GFP_ZERO, order);
+}
+
+void vmm_shim_free_pages(void *p, u32 order)
+{
+	free_pages((unsigned long)p, order);
+}
+
 u64 vmm_shim_virt_to_phys(const void *p)
 {
 	return virt_to_phys((void *)p);
+}
+
+void *vmm_shim_phys_to_virt(u64 pa)
+{
+	return phys_to_virt(pa);
+}
+
+void vmm_shim_log_ratelimited(u32 level, const char *msg, size_t len)
+{
+	static DEFINE_RATELIMIT_STATE(rs, 5 * HZ, 10);
+
+	if (__ratelimit(&rs))
+		vmm_shim_log(level, msg, len);
+}
+
+void *vmm_shim_mutex_create(void)
+{
+	struct mutex *m = kmalloc(sizeof(*m), GFP_KERNEL);
+
+	if (m)
+		mutex_init(m);
+	return m;
+}
+
+void vmm_shim_mutex_destroy(void *m)
+{
+	mutex_destroy(m);
+	kfree(m);
+}
+
+void vmm_shim_mutex_lock(void *m)
+{
+	mutex_lock(m);
+}
+
+void vmm_shim_mutex_unlock(void *m)
+{
+	mutex_unlock(m);
+}
+
+/*
+ * Guest RAM: zeroed, charged to the caller's memory cgroup, and allowed to
+ * fail rather than invoke the OOM killer (the VM then stops with an error).
+ */
+void *vmm_shim_alloc_guest_page(void)
+{
+	struct page *page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
+
+	return page ? page_address(page) : NULL;
+}
+
+void vmm_shim_put_page(void *p)
+{
+	put_page(virt_to_page(p));
+}
+
+u64 vmm_shim_totalram_bytes(void)
+{
+	return (u64)totalram_pages() << PAGE_SHIFT;
+}
+
+bool vmm_shim_signal_pending(void)
+{
+	return signal_pending(current);
+}
+
+void vmm_shim_cond_resched(void)
+{
+	cond_resched();
+}
+
+/*
+ * Around one entry into a guest: the current task's FP/SIMD (and SVE/SME)
+ * state is saved by the kernel and reloaded on return to userspace, so EL2
+ * only loads and saves the guest's registers. Interrupts stay masked until
+ * the guest has exited; one that arrived meanwhile is taken in
+ * vmm_shim_guest_exit.
+ */
+u32 vmm_shim_guest_enter(void)
+{
+	kernel_neon_begin();
+	local_irq_disable();
+	return smp_processor_id();
+}
+
+void vmm_shim_guest_exit(void)
+{
+	local_irq_enable();
+	kernel_neon_end();
+}
+
+static void vmm_kick_ipi(void *unused)
+{
+}
+
+/* The interrupt itself makes a guest on that CPU exit; nothing else to do. */
+void vmm_shim_kick_cpu(u32 cpu)
+{
+	if (cpu < nr_cpu_ids && cpu_online(cpu))
+		smp_call_function_single(cpu, vmm_kick_ipi, NULL, 0);
+}
+
+int vmm_shim_copy_from_user(void *dst, u64 src, size_t len)
+{
+	return copy_from_user(dst, u64_to_user_ptr(src), len) ? -EFAULT : 0;
+}
+
+int vmm_shim_copy_to_user(u64 dst, const void *src, size_t len)
+{
+	return copy_to_user(u64_to_user_ptr(dst), src, len) ? -EFAULT : 0;
 }
 
 void vmm_shim_ctl_lock(void)
@@ -243,11 +368,51 @@ static long vmm_vm_fop_ioctl(struct file *f, unsigned int cmd, unsigned long uar
 	return vmm_ioctl_call(f->private_data, cmd, uarg);
 }
 
+/* Guest memory mapped by userspace: pages come from the VM on first touch. */
+static vm_fault_t vmm_vm_fault_op(struct vm_fault *vmf)
+{
+	void *vm = vmf->vma->vm_file->private_data;
+	struct page *page;
+	u64 pa;
+	int ret = vmm_vm_fault(vm, (u64)vmf->pgoff << PAGE_SHIFT, &pa);
+
+	if (ret == -ENOMEM)
+		return VM_FAULT_OOM;
+	if (ret)
+		return VM_FAULT_SIGBUS;
+	page = pfn_to_page(PHYS_PFN(pa));
+	get_page(page);
+	vmf->page = page;
+	return 0;
+}
+
+static const struct vm_operations_struct vmm_vm_vmops = {
+	.fault = vmm_vm_fault_op,
+};
+
+/* mmap of /dev/vmm/NAME at offset = guest physical address, shared only. */
+static int vmm_vm_fop_mmap(struct file *f, struct vm_area_struct *vma)
+{
+	u64 off = (u64)vma->vm_pgoff << PAGE_SHIFT;
+	int ret = vmm_vm_mmap(f->private_data, off, vma->vm_end - vma->vm_start, vma->vm_flags & VM_SHARED);
+
+	if (ret)
+		return ret;
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+#else
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+#endif
+	vma->vm_ops = &vmm_vm_vmops;
+	return 0;
+}
+
 static const struct file_operations vmm_vm_fops = {
 	.owner = THIS_MODULE,
 	.open = vmm_vm_fop_open,
 	.release = vmm_vm_fop_release,
 	.unlocked_ioctl = vmm_vm_fop_ioctl,
+	.mmap = vmm_vm_fop_mmap,
 	.llseek = no_llseek,
 };
 
@@ -314,10 +479,44 @@ static void vmm_teardown(void)
 	vmm_core_exit();
 }
 
+/* The host's RAM, for the EL2 identity map (device memory is never mapped). */
+#define VMM_MAX_RAM_RANGES 128
+struct vmm_ram {
+	u64 range[VMM_MAX_RAM_RANGES][2];
+	size_t n;
+	bool overflow;
+};
+
+static int vmm_add_ram(struct resource *res, void *arg)
+{
+	struct vmm_ram *ram = arg;
+
+	if (ram->n == VMM_MAX_RAM_RANGES) {
+		ram->overflow = true;
+		return 0;
+	}
+	ram->range[ram->n][0] = res->start;
+	ram->range[ram->n][1] = res->end + 1;
+	ram->n++;
+	return 0;
+}
+
 static int __init vmm_init(void)
 {
-	int ret = vmm_core_init(nr_cpu_ids, max_vms);
+	struct vmm_ram *ram = kzalloc(sizeof(*ram), GFP_KERNEL);
+	int ret;
 
+	if (!ram)
+		return -ENOMEM;
+	/* What walk_system_ram_res() walks; that one is not exported. */
+	walk_iomem_res_desc(IORES_DESC_NONE, IORESOURCE_SYSTEM_RAM | IORESOURCE_BUSY, 0, U64_MAX, ram, vmm_add_ram);
+	if (ram->overflow || !ram->n) {
+		pr_err("cannot load: %s RAM ranges to map at EL2\n", ram->n ? "too many" : "no");
+		kfree(ram);
+		return -ENODEV;
+	}
+	ret = vmm_core_init(nr_cpu_ids, max_vms, (const u64 (*)[2])ram->range, ram->n);
+	kfree(ram);
 	if (ret)
 		return ret;
 

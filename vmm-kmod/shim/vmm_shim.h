@@ -9,7 +9,7 @@
 #include <linux/types.h>
 
 /* Rust core */
-int vmm_core_init(u32 nr_cpus, u32 max_vms);
+int vmm_core_init(u32 nr_cpus, u32 max_vms, const u64 (*ram)[2], size_t nr_ram);
 void vmm_core_exit(void);
 void vmm_core_destroy_vms(void);
 int vmm_core_cpu_online(u32 cpu);
@@ -20,6 +20,8 @@ long vmm_ctl_ioctl(u32 cmd, void *buf, size_t len);
 int vmm_vm_open(u32 slot, void **out);
 void vmm_vm_release(void *vm);
 long vmm_vm_ioctl(void *vm, u32 cmd, void *buf, size_t len);
+int vmm_vm_mmap(void *vm, u64 offset, u64 len, bool shared);
+int vmm_vm_fault(void *vm, u64 gpa, u64 *pa);
 
 /* C shim services */
 void vmm_shim_log(u32 level, const char *msg, size_t len);
@@ -27,7 +29,25 @@ void *vmm_shim_kzalloc(size_t size);
 void vmm_shim_kfree(void *p);
 void *vmm_shim_alloc_page(void);
 void vmm_shim_free_page(void *p);
+void *vmm_shim_alloc_pages(u32 order);
+void vmm_shim_free_pages(void *p, u32 order);
 u64 vmm_shim_virt_to_phys(const void *p);
+void *vmm_shim_phys_to_virt(u64 pa);
+void vmm_shim_log_ratelimited(u32 level, const char *msg, size_t len);
+void *vmm_shim_mutex_create(void);
+void vmm_shim_mutex_destroy(void *m);
+void vmm_shim_mutex_lock(void *m);
+void vmm_shim_mutex_unlock(void *m);
+void *vmm_shim_alloc_guest_page(void);
+void vmm_shim_put_page(void *p);
+u64 vmm_shim_totalram_bytes(void);
+bool vmm_shim_signal_pending(void);
+void vmm_shim_cond_resched(void);
+u32 vmm_shim_guest_enter(void);
+void vmm_shim_guest_exit(void);
+void vmm_shim_kick_cpu(u32 cpu);
+int vmm_shim_copy_from_user(void *dst, u64 src, size_t len);
+int vmm_shim_copy_to_user(u64 dst, const void *src, size_t len);
 void vmm_shim_ctl_lock(void);
 void vmm_shim_ctl_unlock(void);
 int vmm_shim_vm_node_create(u32 slot, const char *name, size_t len);

@@ -17,9 +17,7 @@ fn main() -> ExitCode {
         eprintln!("runas: bad UID[:GID] '{ids}'");
         return ExitCode::from(2);
     };
-    let r = setgroups(&[])
-        .and_then(|_| setgid(Gid::from_raw(gid)))
-        .and_then(|_| setuid(Uid::from_raw(uid)));
+    let r = setgroups(&[]).and_then(|_| setgid(Gid::from_raw(gid))).and_then(|_| setuid(Uid::from_raw(uid)));
     if let Err(e) = r {
         eprintln!("runas: cannot become {uid}:{gid}: {e}");
         return ExitCode::from(1);

@@ -8,6 +8,10 @@ pub struct Errno(pub i32);
 pub const EPERM: Errno = Errno(1);
 /// No such file or directory: no VM of that name.
 pub const ENOENT: Errno = Errno(2);
+/// Interrupted by a signal.
+pub const EINTR: Errno = Errno(4);
+/// I/O error: EL2 did not run the guest.
+pub const EIO: Errno = Errno(5);
 /// No such device or address: the VM was destroyed.
 pub const ENXIO: Errno = Errno(6);
 /// Out of memory.

@@ -28,36 +28,30 @@ fn ret(r: Result<(), Errno>) -> i32 {
     }
 }
 
-/// Module load, before any CPU is taken: checks the CPU, allocates EL2 memory.
+/// Module load, before any CPU is taken: checks the CPU, allocates EL2
+/// memory and builds the EL2 identity map of the `nr_ram` RAM ranges
+/// (`[start, end)` pairs) at `ram`.
 #[no_mangle]
-pub extern "C" fn vmm_core_init(nr_cpus: u32, max_vms: u32) -> i32 {
+pub extern "C" fn vmm_core_init(nr_cpus: u32, max_vms: u32, ram: *const [u64; 2], nr_ram: usize) -> i32 {
     if let Err(r) = check_cpu(&Hw) {
         klog!(Err, "cannot load: {}", r);
         return -ENODEV.0;
     }
-    if max_vms == 0
-        || max_vms as usize > MAX_VMS_LIMIT
-        || VMS.lock().set_limit(max_vms as usize).is_err()
-    {
-        klog!(
-            Err,
-            "cannot load: max_vms={} is not within 1..={}",
-            max_vms,
-            MAX_VMS_LIMIT
-        );
+    if max_vms == 0 || max_vms as usize > MAX_VMS_LIMIT || VMS.lock().set_limit(max_vms as usize).is_err() {
+        klog!(Err, "cannot load: max_vms={} is not within 1..={}", max_vms, MAX_VMS_LIMIT);
         return -EINVAL.0;
     }
     if nr_cpus as usize > VMM_MAX_CPUS {
-        klog!(
-            Err,
-            "cannot load: {} CPUs, at most {} are supported",
-            nr_cpus,
-            VMM_MAX_CPUS
-        );
+        klog!(Err, "cannot load: {} CPUs, at most {} are supported", nr_cpus, VMM_MAX_CPUS);
         return -ENODEV.0;
     }
+    if ram.is_null() || nr_ram == 0 {
+        return -EINVAL.0;
+    }
+    // SAFETY: the shim passes an array of `nr_ram` ranges that outlives the call.
+    let ranges = unsafe { core::slice::from_raw_parts(ram as *const (u64, u64), nr_ram) };
     let (blob, probe) = el2_blob();
-    let r = HYP.init(nr_cpus as usize, blob, probe, |va| publish_code(va, 4096));
+    let r = HYP.init(nr_cpus as usize, blob, probe, ranges, crate::arch::parange(), |va| publish_code(va, 4096));
     if r.is_err() {
         HYP.release();
     }
@@ -109,12 +103,7 @@ pub extern "C" fn vmm_core_cpu_pm_exit(cpu: u32) -> i32 {
     match HYP.cpu_resume(&Hw, cpu as usize) {
         Ok(()) => 0,
         Err(r) => {
-            klog!(
-                Err,
-                "cannot take EL2 again on cpu{} after a low-power state: {}",
-                cpu,
-                r
-            );
+            klog!(Err, "cannot take EL2 again on cpu{} after a low-power state: {}", cpu, r);
             -ENODEV.0
         }
     }
@@ -185,4 +174,34 @@ pub extern "C" fn vmm_vm_ioctl(vm: *mut c_void, cmd: u32, buf: *mut u8, len: usi
     // SAFETY: the shim passes a kernel buffer of exactly `len` bytes.
     let buf = unsafe { arg(buf, len) };
     ret(ctl::vm_ioctl(vm, cmd, buf)) as i64
+}
+
+/// `mmap` of `/dev/vmm/NAME`: may `[offset, offset + len)` be mapped?
+#[no_mangle]
+pub extern "C" fn vmm_vm_mmap(vm: *mut c_void, offset: u64, len: u64, shared: bool) -> i32 {
+    if vm.is_null() {
+        return -EINVAL.0;
+    }
+    // SAFETY: the file's reference keeps the VM alive during the call.
+    let vm = unsafe { VmRef::borrow_raw(vm as *mut Vm) };
+    ret(ctl::vm_mmap_check(vm, offset, len, shared))
+}
+
+/// A fault on such a mapping: the physical address of the page at guest
+/// address `gpa` in `*pa` (allocated on first touch).
+#[no_mangle]
+pub extern "C" fn vmm_vm_fault(vm: *mut c_void, gpa: u64, pa: *mut u64) -> i32 {
+    if vm.is_null() || pa.is_null() {
+        return -EINVAL.0;
+    }
+    // SAFETY: the mapping's file holds a reference to the VM.
+    let vm = unsafe { VmRef::borrow_raw(vm as *mut Vm) };
+    match vm.user_page(gpa) {
+        Ok(p) => {
+            // SAFETY: `pa` is the shim's local variable.
+            unsafe { *pa = p };
+            0
+        }
+        Err(e) => -e.0,
+    }
 }

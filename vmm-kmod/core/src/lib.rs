@@ -21,8 +21,12 @@ pub mod ctl;
 pub mod errno;
 pub mod hyp;
 pub mod kernel;
+pub mod memory;
+pub mod mm;
 pub mod registry;
+pub mod vcpu;
 pub mod vm;
+pub mod vmid;
 
 #[cfg(all(target_os = "none", not(test)))]
 mod ffi;

@@ -4,8 +4,9 @@
 use crate::errno::{Errno, EEXIST, EINVAL, ENOENT, ENOSPC};
 use vmm_uapi::{validate_name, VM_NAME_BUF};
 
-/// The most VMs the module can ever hold (its `max_vms` parameter is at most this).
-pub const MAX_VMS_LIMIT: usize = 256;
+/// The most VMs the module can ever hold (its `max_vms` parameter is at most
+/// this): one 8-bit VMID each, 0 being the host's.
+pub const MAX_VMS_LIMIT: usize = 255;
 
 struct Entry<T> {
     name: [u8; VM_NAME_BUF],
@@ -23,11 +24,7 @@ pub struct Registry<T> {
 impl<T> Registry<T> {
     /// An empty registry that accepts no VM until [`Registry::set_limit`].
     pub const fn new() -> Self {
-        Self {
-            slots: [const { None }; MAX_VMS_LIMIT],
-            limit: 0,
-            count: 0,
-        }
+        Self { slots: [const { None }; MAX_VMS_LIMIT], limit: 0, count: 0 }
     }
 
     /// Sets the most VMs at once (1 ..= [`MAX_VMS_LIMIT`]).
@@ -53,9 +50,7 @@ impl<T> Registry<T> {
     pub fn find(&self, name: &[u8]) -> Option<usize> {
         let len = validate_name(name).ok()?;
         let name = &name[..len];
-        self.slots
-            .iter()
-            .position(|e| e.as_ref().is_some_and(|e| &e.name[..e.len] == name))
+        self.slots.iter().position(|e| e.as_ref().is_some_and(|e| &e.name[..e.len] == name))
     }
 
     /// The VM in `slot`.
@@ -79,10 +74,7 @@ impl<T> Registry<T> {
         if self.count >= self.limit {
             return Err(ENOSPC);
         }
-        let slot = self.slots[..self.limit]
-            .iter()
-            .position(Option::is_none)
-            .ok_or(ENOSPC)?;
+        let slot = self.slots[..self.limit].iter().position(Option::is_none).ok_or(ENOSPC)?;
         Ok((slot, len))
     }
 
@@ -94,11 +86,7 @@ impl<T> Registry<T> {
         }
         let mut buf = [0u8; VM_NAME_BUF];
         buf[..len].copy_from_slice(&name[..len]);
-        self.slots[slot] = Some(Entry {
-            name: buf,
-            len,
-            value,
-        });
+        self.slots[slot] = Some(Entry { name: buf, len, value });
         self.count += 1;
         Ok(())
     }
@@ -119,11 +107,7 @@ impl<T> Registry<T> {
 
     /// Slots in use.
     pub fn slots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.is_some())
-            .map(|(i, _)| i)
+        self.slots.iter().enumerate().filter(|(_, e)| e.is_some()).map(|(i, _)| i)
     }
 }
 
@@ -173,11 +157,7 @@ mod tests {
         assert_eq!(add(&mut r, b"a", 0), Err(EEXIST));
         add(&mut r, b"b", 0).unwrap();
         assert_eq!(add(&mut r, b"c", 0), Err(ENOSPC));
-        assert_eq!(
-            add(&mut r, b"a", 0),
-            Err(EEXIST),
-            "a duplicate is EEXIST even when full"
-        );
+        assert_eq!(add(&mut r, b"a", 0), Err(EEXIST), "a duplicate is EEXIST even when full");
         assert_eq!(r.remove(b"zz"), Err(ENOENT));
         assert_eq!(r.remove(b"a/"), Err(EINVAL));
         assert_eq!(r.insert(1, b"q", 0), Err(ENOSPC));

@@ -1,22 +1,37 @@
-//! A virtual machine. For now it has a name and a life cycle; memory and
-//! vCPUs come with guest execution.
+//! A virtual machine: its name and life cycle, its memory (stage 2), its
+//! vCPUs, and its VMID.
 //!
 //! A VM is owned by the registry until destroyed, and by every open file of
-//! its device node: destroying it removes the name and the node at once, and
-//! frees the object when the last file is closed.
+//! its device node: destroying it removes the name and the node at once,
+//! stops running vCPUs, and frees the VM (memory included) when the last
+//! file is closed.
 
-use crate::errno::Errno;
-use crate::kernel::KBox;
-use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use vmm_uapi::VM_NAME_BUF;
+use crate::errno::{Errno, EINVAL, ENOMEM, ENOSPC};
+use crate::kernel::{self, KBox, KLock, KernelGuestPages, KernelTables};
+use crate::memory::{Toucher, VmMemory};
+use crate::mm::stage2::Geometry;
+use crate::vcpu::exits::GuestMemory;
+use crate::vcpu::Vcpu;
+use crate::vmid::VMIDS;
+use core::ptr::{null_mut, NonNull};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use vmm_uapi::{SuspendHow, VM_MAXCPU, VM_NAME_BUF};
 
 /// A VM's state.
 pub struct Vm {
     refs: AtomicUsize,
     destroyed: AtomicBool,
+    suspended: AtomicU32,
     name: [u8; VM_NAME_BUF],
     name_len: usize,
+    vmid: u16,
+    vttbr: u64,
+    vtcr: u64,
+    cntvoff: u64,
+    midr: u64,
+    mem: KLock<VmMemory>,
+    vcpus: [AtomicPtr<Vcpu>; VM_MAXCPU],
+    active: AtomicU64,
 }
 
 impl Vm {
@@ -25,37 +40,172 @@ impl Vm {
         &self.name[..self.name_len]
     }
 
+    /// The VM's VMID.
+    pub fn vmid(&self) -> u16 {
+        self.vmid
+    }
+
+    /// The size of its guest physical address space in bits.
+    pub fn ipa_bits(&self) -> u32 {
+        64 - (self.vtcr & 0x3f) as u32
+    }
+
     /// Whether the VM was destroyed (files still open on it get `ENXIO`).
     pub fn is_destroyed(&self) -> bool {
         self.destroyed.load(Ordering::Acquire)
     }
 
-    /// Marks the VM destroyed.
+    /// Marks the VM destroyed and stops its vCPUs.
     pub fn mark_destroyed(&self) {
         self.destroyed.store(true, Ordering::Release);
+        self.suspend(SuspendHow::Destroy);
+    }
+
+    /// How the VM was suspended, if it was.
+    pub fn suspended(&self) -> Option<SuspendHow> {
+        match SuspendHow::from_u32(self.suspended.load(Ordering::Acquire)) {
+            None | Some(SuspendHow::None) => None,
+            how => how,
+        }
+    }
+
+    /// Suspends the VM (the first reason stays) and makes running vCPUs exit.
+    pub fn suspend(&self, how: SuspendHow) -> bool {
+        let first = self
+            .suspended
+            .compare_exchange(SuspendHow::None as u32, how as u32, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        self.kick_all();
+        first
+    }
+
+    fn kick_all(&self) {
+        // Pairs with the fence in vcpu::run::enter.
+        core::sync::atomic::fence(Ordering::SeqCst);
+        for slot in &self.vcpus {
+            let p = slot.load(Ordering::Acquire);
+            if p.is_null() {
+                continue;
+            }
+            // SAFETY: vCPUs live as long as the VM.
+            let cpu = unsafe { &*p }.running_on.load(Ordering::SeqCst);
+            if cpu >= 0 {
+                kernel::kick_cpu(cpu as u32);
+            }
+        }
+    }
+
+    /// vCPU `id`, created on first use.
+    pub fn vcpu(&self, id: i32) -> Result<&Vcpu, Errno> {
+        let id = usize::try_from(id).map_err(|_| EINVAL)?;
+        let slot = self.vcpus.get(id).ok_or(EINVAL)?;
+        let p = slot.load(Ordering::Acquire);
+        if !p.is_null() {
+            // SAFETY: vCPUs live as long as the VM.
+            return Ok(unsafe { &*p });
+        }
+        let new = KBox::into_raw(KBox::try_new(Vcpu::new(id, self.vttbr, self.vtcr, self.cntvoff, self.midr))?);
+        match slot.compare_exchange(null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
+            // SAFETY: just published; lives as long as the VM.
+            Ok(_) => Ok(unsafe { &*new }),
+            Err(other) => {
+                // SAFETY: `new` was never shared.
+                drop(unsafe { KBox::from_raw(new) });
+                // SAFETY: as above.
+                Ok(unsafe { &*other })
+            }
+        }
+    }
+
+    /// `VM_ACTIVATE_CPU`: reset state, active.
+    pub fn activate(&self, id: i32) -> Result<(), Errno> {
+        let vcpu = self.vcpu(id)?;
+        vcpu.try_lock()?.reset();
+        self.active.fetch_or(1 << vcpu.id, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// The mask of active vCPUs.
+    pub fn active_mask(&self) -> u64 {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// The memory, locked.
+    pub fn memory(&self) -> kernel::KLockGuard<'_, VmMemory> {
+        self.mem.lock()
+    }
+
+    /// Guest memory as the exit handler sees it.
+    pub fn guest_memory(&self) -> VmGuestMemory<'_> {
+        VmGuestMemory(self)
+    }
+
+    /// The most memory the host could give a VM.
+    pub fn host_limit() -> u64 {
+        kernel::totalram_bytes()
+    }
+
+    /// The page at `gpa` for userspace (`mmap` fault): its PA.
+    pub fn user_page(&self, gpa: u64) -> Result<u64, Errno> {
+        self.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, gpa, Toucher::User)
+    }
+}
+
+/// The VM's memory as [`GuestMemory`] for the exit handler.
+pub struct VmGuestMemory<'a>(&'a Vm);
+
+impl GuestMemory for VmGuestMemory<'_> {
+    fn is_ram(&self, ipa: u64) -> bool {
+        self.0.mem.lock().is_ram(ipa)
+    }
+
+    fn fault_in(&mut self, ipa: u64) -> bool {
+        self.0.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, ipa, Toucher::Guest).is_ok()
     }
 }
 
 /// A counted reference to a [`Vm`].
 pub struct VmRef(NonNull<Vm>);
 
-// SAFETY: Vm's shared state is atomics and immutable data.
+// SAFETY: Vm's shared state is atomics, locks and immutable data.
 unsafe impl Send for VmRef {}
 // SAFETY: as above.
 unsafe impl Sync for VmRef {}
 
 impl VmRef {
-    /// A new VM called `name` (already validated), with one reference.
+    /// A new VM called `name` (already validated), with one reference: a
+    /// VMID, empty stage-2 tables, a counter starting near zero.
     pub fn new(name: &[u8]) -> Result<Self, Errno> {
         let mut buf = [0u8; VM_NAME_BUF];
         let len = name.len().min(VM_NAME_BUF - 1);
         buf[..len].copy_from_slice(&name[..len]);
+        let parange = crate::arch::parange();
+        let geo = Geometry::new(Geometry::parange_bits(parange));
+        let vmid = VMIDS.alloc().ok_or(ENOSPC)?;
+        let mem = match VmMemory::new(&mut KernelTables, geo).and_then(KLock::new) {
+            Ok(m) => m,
+            Err(e) => {
+                VMIDS.free(vmid);
+                return Err(e);
+            }
+        };
+        let vttbr = mem.lock().stage2().vttbr(vmid);
         let vm = KBox::try_new(Vm {
             refs: AtomicUsize::new(1),
             destroyed: AtomicBool::new(false),
+            suspended: AtomicU32::new(SuspendHow::None as u32),
             name: buf,
             name_len: len,
-        })?;
+            vmid,
+            vttbr,
+            vtcr: geo.vtcr(parange),
+            cntvoff: crate::arch::counter(),
+            midr: crate::arch::midr(),
+            mem,
+            vcpus: [const { AtomicPtr::new(null_mut()) }; VM_MAXCPU],
+            active: AtomicU64::new(0),
+        })
+        .map_err(|_| ENOMEM)?;
         // SAFETY: into_raw never returns null.
         Ok(VmRef(unsafe { NonNull::new_unchecked(KBox::into_raw(vm)) }))
     }
@@ -108,10 +258,24 @@ impl core::ops::Deref for VmRef {
 
 impl Drop for VmRef {
     fn drop(&mut self) {
-        if self.refs.fetch_sub(1, Ordering::Release) == 1 {
-            core::sync::atomic::fence(Ordering::Acquire);
-            // SAFETY: that was the last reference; the box came from VmRef::new.
-            drop(unsafe { KBox::from_raw(self.0.as_ptr()) });
+        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
         }
+        core::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: that was the last reference; the box came from VmRef::new.
+        let vm = KBox::into_inner(unsafe { KBox::from_raw(self.0.as_ptr()) });
+        // No vCPU can run: running needs a reference. Free the vCPUs, drop
+        // the VMID's TLB entries everywhere, then give the pages back.
+        for slot in &vm.vcpus {
+            let p = slot.swap(null_mut(), Ordering::AcqRel);
+            if !p.is_null() {
+                // SAFETY: created by Vm::vcpu with KBox::into_raw, unused now.
+                drop(unsafe { KBox::from_raw(p) });
+            }
+        }
+        crate::arch::tlbi_vmid(vm.vttbr);
+        let Vm { mem, vmid, .. } = vm;
+        mem.into_inner().destroy(&mut KernelTables, &mut KernelGuestPages);
+        VMIDS.free(vmid);
     }
 }

@@ -16,10 +16,7 @@ pub const IOC_READ: u32 = 2;
 /// `_IOC(dir, ty, nr, size)`. Panics at compile time if `size` does not fit.
 pub const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> u32 {
     assert!(size as u32 <= SIZEMASK);
-    (dir << DIRSHIFT)
-        | ((ty as u32) << TYPESHIFT)
-        | ((nr as u32) << NRSHIFT)
-        | ((size as u32) << SIZESHIFT)
+    (dir << DIRSHIFT) | ((ty as u32) << TYPESHIFT) | ((nr as u32) << NRSHIFT) | ((size as u32) << SIZESHIFT)
 }
 
 /// `_IOWR(ty, nr, size)`.

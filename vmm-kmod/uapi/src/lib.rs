@@ -6,10 +6,13 @@
 //! encoding; names follow FreeBSD's `vmm_dev.h` where they fit.
 #![no_std]
 
+pub mod esr;
 pub mod ioctl;
 pub mod name;
+pub mod vm;
 
 pub use name::{validate_name, NameError, VM_MAX_NAMELEN, VM_NAME_BUF};
+pub use vm::*;
 
 use core::mem::{offset_of, size_of};
 
@@ -46,20 +49,14 @@ pub struct VmmctlVmDestroy {
 impl VmmctlVmCreate {
     /// The request for `name` (not validated here; the module validates).
     pub fn new(name: &[u8]) -> Self {
-        Self {
-            name: name_buf(name),
-            reserved: [0; 16],
-        }
+        Self { name: name_buf(name), reserved: [0; 16] }
     }
 }
 
 impl VmmctlVmDestroy {
     /// The request for `name` (not validated here; the module validates).
     pub fn new(name: &[u8]) -> Self {
-        Self {
-            name: name_buf(name),
-            reserved: [0; 16],
-        }
+        Self { name: name_buf(name), reserved: [0; 16] }
     }
 }
 
@@ -138,10 +135,7 @@ mod tests {
         assert!(r.name[5..].iter().all(|&b| b == 0));
         let long = [b'x'; 40];
         let r = VmmctlVmDestroy::new(&long);
-        assert!(
-            r.name.iter().all(|&b| b == b'x'),
-            "no terminator: the module must reject it"
-        );
+        assert!(r.name.iter().all(|&b| b == b'x'), "no terminator: the module must reject it");
         assert_eq!(validate_name(&r.name), Err(NameError::TooLong));
     }
 

@@ -44,10 +44,7 @@ pub fn validate_name(buf: &[u8]) -> Result<usize, NameError> {
     if len > VM_MAX_NAMELEN {
         return Err(NameError::TooLong);
     }
-    if let Some(&c) = name
-        .iter()
-        .find(|&&c| !(0x20..0x7f).contains(&c) || c == b'/')
-    {
+    if let Some(&c) = name.iter().find(|&&c| !(0x20..0x7f).contains(&c) || c == b'/') {
         return Err(NameError::BadChar(c));
     }
     if name == b"." || name == b".." {

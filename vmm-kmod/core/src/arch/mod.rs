@@ -1,5 +1,52 @@
 //! The hardware layer: the only code that reads or writes system registers,
-//! issues `hvc`, maintains caches, or runs at EL2.
+//! issues `hvc`, maintains caches, or runs at EL2. On the build machine the
+//! few entry points the VM logic needs have inert stand-ins, so that logic
+//! is unit-tested there.
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+
+/// Runs a guest on this CPU until it exits (interrupts masked by the
+/// caller). `ctx_pa` is the physical address of its context. Returns false
+/// if EL2 did not run it (the CPU is not ours).
+pub fn run_guest(ctx_pa: u64) -> bool {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    return aarch64::run_guest(ctx_pa);
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    {
+        let _ = ctx_pa;
+        false
+    }
+}
+
+/// Invalidates the TLB entries of the VMID in `vttbr` on every CPU.
+pub fn tlbi_vmid(vttbr: u64) {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    aarch64::tlbi_vmid(vttbr);
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    let _ = vttbr;
+}
+
+/// MIDR_EL1 of this CPU (what guests are shown).
+pub fn midr() -> u64 {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    return aarch64::midr();
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    0x410f_d070
+}
+
+/// The physical count (CNTPCT_EL0, which the host sees as CNTVCT_EL0).
+pub fn counter() -> u64 {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    return aarch64::counter();
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    0
+}
+
+/// ID_AA64MMFR0_EL1.PARange.
+pub fn parange() -> u64 {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    return aarch64::parange();
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    2
+}

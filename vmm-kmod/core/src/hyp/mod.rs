@@ -32,6 +32,12 @@ pub const HVC_RESET_VECTORS: u64 = 2;
 pub const HVC_STUB_ERR: u64 = 0xbadca11;
 /// Our call: answer who we are.
 pub const VMM_HC_PING: u64 = 0x564d_4d00;
+/// Our call: turn the EL2 MMU on (x1 = TTBR0_EL2, x2 = TCR_EL2, x3 = MAIR_EL2).
+pub const VMM_HC_MMU_ON: u64 = 0x564d_4d01;
+/// Our call: run a guest (x1 = PA of its context) until it exits.
+pub const VMM_HC_RUN: u64 = 0x564d_4d02;
+/// Our call: invalidate a VMID's TLB entries on all CPUs (x1 = its VTTBR).
+pub const VMM_HC_TLBI_VMID: u64 = 0x564d_4d03;
 /// Our EL2 code's answer to [`VMM_HC_PING`] ("VMM_EL2!").
 pub const EL2_MAGIC: u64 = 0x564d_4d5f_454c_3221;
 /// The probe's answer ("VMM_PROB").
@@ -79,10 +85,9 @@ impl core::fmt::Display for Refusal {
                 "no EL2 on this CPU (virtualization extensions absent or not given to the kernel); \
                  vmm needs a host kernel booted at EL2"
             ),
-            Refusal::KernelAtEl2 => write!(
-                f,
-                "the kernel runs at EL2 itself (VHE); boot the host with id_aa64mmfr1.vh=0 kvm-arm.mode=none"
-            ),
+            Refusal::KernelAtEl2 => {
+                write!(f, "the kernel runs at EL2 itself (VHE); boot the host with id_aa64mmfr1.vh=0 kvm-arm.mode=none")
+            }
             Refusal::UnexpectedEl(el) => write!(f, "the kernel runs at EL{el}, expected EL1"),
             Refusal::NotStub(x0) => write!(
                 f,
@@ -111,6 +116,19 @@ pub struct CpuHyp {
     pub code_pa: u64,
     /// Offset of the probe entry in the EL2 code.
     pub probe_offset: u64,
+    /// The EL2 identity map to turn on.
+    pub mmu: MmuConfig,
+}
+
+/// The EL2 translation regime: TTBR0_EL2, TCR_EL2, MAIR_EL2.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MmuConfig {
+    /// TTBR0_EL2.
+    pub ttbr0: u64,
+    /// TCR_EL2.
+    pub tcr: u64,
+    /// MAIR_EL2.
+    pub mair: u64,
 }
 
 const PAGE: u64 = crate::kernel::PAGE_SIZE as u64;
@@ -160,17 +178,15 @@ pub fn install(hw: &impl El2, cpu: &CpuHyp) -> Result<(), Refusal> {
     // The probe writes the page with the EL2 MMU off: no dirty line of ours
     // may overwrite that, and we must not read a stale line afterwards.
     hw.dcache_clean_inval_poc(cpu.page_va, PAGE as usize);
-    let r = hw.hvc([
-        HVC_SOFT_RESTART,
-        cpu.code_pa + cpu.probe_offset,
-        cpu.page_pa,
-        cpu.page_pa + PAGE,
-    ]);
+    let r = hw.hvc([HVC_SOFT_RESTART, cpu.code_pa + cpu.probe_offset, cpu.page_pa, cpu.page_pa + PAGE]);
     hw.dcache_clean_inval_poc(cpu.page_va, PAGE as usize);
     if r[0] != PROBE_MAGIC {
         return Err(Refusal::ProbeFailed(r[0]));
     }
     hw.hvc([HVC_SET_VECTORS, cpu.code_pa, 0, 0]);
+    if owner(hw, cpu) == Owner::Us {
+        hw.hvc([VMM_HC_MMU_ON, cpu.mmu.ttbr0, cpu.mmu.tcr, cpu.mmu.mair]);
+    }
     match owner(hw, cpu) {
         Owner::Us => Ok(()),
         other => {

@@ -1,9 +1,11 @@
 //! The module's EL2 resources: the code page and one hyp page per CPU, and
 //! which CPUs run our vectors.
 
-use super::{install, uninstall, CpuHyp, El2, Owner, Refusal};
+use super::{install, uninstall, CpuHyp, El2, MmuConfig, Owner, Refusal};
 use crate::errno::{Errno, EINVAL, ENOMEM};
-use crate::kernel::Page;
+use crate::kernel::{KernelTables, Page};
+use crate::mm::el2map::{El2Map, MAIR_EL2};
+use crate::mm::stage2::Geometry;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use vmm_uapi::{CPU_MASK_WORDS, VMM_MAX_CPUS};
@@ -17,6 +19,10 @@ pub struct HypState {
     page_pas: [AtomicU64; VMM_MAX_CPUS],
     installed: [AtomicU64; CPU_MASK_WORDS],
     nr_cpus: AtomicUsize,
+    mmu_ttbr0: AtomicU64,
+    mmu_tcr: AtomicU64,
+    map: AtomicPtr<El2Map>,
+    parange: AtomicU64,
 }
 
 /// The module's one instance.
@@ -33,32 +39,51 @@ impl HypState {
             page_pas: [const { AtomicU64::new(0) }; VMM_MAX_CPUS],
             installed: [const { AtomicU64::new(0) }; CPU_MASK_WORDS],
             nr_cpus: AtomicUsize::new(0),
+            mmu_ttbr0: AtomicU64::new(0),
+            mmu_tcr: AtomicU64::new(0),
+            map: AtomicPtr::new(null_mut()),
+            parange: AtomicU64::new(0),
         }
     }
 
     /// Allocates the EL2 code page (a copy of `blob`, which must fit a page
-    /// and starts with the vector table) and a hyp page for each of
-    /// `nr_cpus` possible CPUs. `publish` makes the copied code visible to
-    /// EL2 (cache maintenance).
+    /// and starts with the vector table), a hyp page for each of `nr_cpus`
+    /// possible CPUs, and the EL2 identity map of `ram` (physical ranges
+    /// `[start, end)`) for a CPU of PA range `parange`
+    /// (ID_AA64MMFR0_EL1.PARange). `publish` makes the copied code visible
+    /// to EL2 (cache maintenance).
     pub fn init(
         &self,
         nr_cpus: usize,
         blob: &[u8],
         probe_offset: usize,
+        ram: &[(u64, u64)],
+        parange: u64,
         publish: impl Fn(*const u8),
     ) -> Result<(), Errno> {
-        if nr_cpus == 0 || nr_cpus > VMM_MAX_CPUS || blob.len() > 4096 || probe_offset >= blob.len()
-        {
+        if nr_cpus == 0 || nr_cpus > VMM_MAX_CPUS || blob.len() > 4096 || probe_offset >= blob.len() {
             return Err(EINVAL);
         }
+        self.parange.store(parange, Ordering::Relaxed);
+        let mut tables = KernelTables;
+        let mut map = El2Map::new(&mut tables, Geometry::parange_bits(parange)).map_err(|_| ENOMEM)?;
+        for &(start, end) in ram {
+            if map.map_identity(&mut tables, start & !0xfff, (end + 0xfff) & !0xfff).is_err() {
+                map.free(&mut tables);
+                return Err(ENOMEM);
+            }
+        }
+        self.mmu_ttbr0.store(map.ttbr0(), Ordering::Relaxed);
+        self.mmu_tcr.store(map.tcr(parange), Ordering::Relaxed);
+        let map = crate::kernel::KBox::try_new(map)?;
+        self.map.store(crate::kernel::KBox::into_raw(map), Ordering::Release);
         self.nr_cpus.store(nr_cpus, Ordering::Relaxed);
         let code = Page::alloc()?;
         // SAFETY: the page is 4096 bytes, blob.len() <= 4096, and they are distinct.
         unsafe { core::ptr::copy_nonoverlapping(blob.as_ptr(), code.va(), blob.len()) };
         publish(code.va());
         self.code_pa.store(code.pa(), Ordering::Relaxed);
-        self.probe_offset
-            .store(probe_offset as u64, Ordering::Relaxed);
+        self.probe_offset.store(probe_offset as u64, Ordering::Relaxed);
         self.code.store(code.va(), Ordering::Release);
         core::mem::forget(code);
         for cpu in 0..nr_cpus {
@@ -93,7 +118,17 @@ impl HypState {
             page_pa: self.page_pas[cpu].load(Ordering::Relaxed),
             code_pa: self.code_pa.load(Ordering::Relaxed),
             probe_offset: self.probe_offset.load(Ordering::Relaxed),
+            mmu: MmuConfig {
+                ttbr0: self.mmu_ttbr0.load(Ordering::Relaxed),
+                tcr: self.mmu_tcr.load(Ordering::Relaxed),
+                mair: MAIR_EL2,
+            },
         })
+    }
+
+    /// ID_AA64MMFR0_EL1.PARange of the host.
+    pub fn parange(&self) -> u64 {
+        self.parange.load(Ordering::Relaxed)
     }
 
     /// Takes EL2 on the calling CPU, `cpu`.
@@ -133,8 +168,7 @@ impl HypState {
 
     /// Whether the module believes it holds EL2 on `cpu`.
     pub fn is_installed(&self, cpu: usize) -> bool {
-        cpu < VMM_MAX_CPUS
-            && self.installed[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
+        cpu < VMM_MAX_CPUS && self.installed[cpu / 64].load(Ordering::Acquire) & (1 << (cpu % 64)) != 0
     }
 
     /// The installed-CPU bitmap.
@@ -147,6 +181,14 @@ impl HypState {
     pub fn release(&self) -> bool {
         if self.installed_mask().iter().any(|&w| w != 0) {
             return false;
+        }
+        let map = self.map.swap(null_mut(), Ordering::AcqRel);
+        if !map.is_null() {
+            // SAFETY: from KBox::into_raw in init; no CPU uses the map now.
+            let map = unsafe { crate::kernel::KBox::from_raw(map) };
+            // SAFETY: KBox owns a valid El2Map; read it out before the box is freed.
+            let map = unsafe { core::ptr::read(&*map) };
+            map.free(&mut KernelTables);
         }
         let code = self.code.swap(null_mut(), Ordering::AcqRel);
         if !code.is_null() {

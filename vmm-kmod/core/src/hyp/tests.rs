@@ -23,6 +23,7 @@ struct SimEl2 {
     tpidr: Cell<u64>,
     hvcs: Cell<usize>,
     log: RefCell<Vec<u64>>,
+    mmu_on: Cell<bool>,
 }
 
 impl SimEl2 {
@@ -34,6 +35,7 @@ impl SimEl2 {
             tpidr: Cell::new(0x1234),
             hvcs: Cell::new(0),
             log: RefCell::new(vec![]),
+            mmu_on: Cell::new(false),
         }
     }
     /// What a CPU looks like after hotplug or a deep idle state: the kernel's
@@ -41,6 +43,7 @@ impl SimEl2 {
     fn reset(&self) {
         self.vbar.set(Vbar::Stub);
         self.tpidr.set(0x5555);
+        self.mmu_on.set(false);
     }
 }
 
@@ -52,29 +55,18 @@ impl El2 for SimEl2 {
         self.has_el2
     }
     fn hvc(&self, a: [u64; 4]) -> [u64; 4] {
-        assert!(
-            self.has_el2 && self.el == 1,
-            "hvc issued where it is undefined or wrong"
-        );
+        assert!(self.has_el2 && self.el == 1, "hvc issued where it is undefined or wrong");
         self.hvcs.set(self.hvcs.get() + 1);
         self.log.borrow_mut().push(a[0]);
         match self.vbar.get() {
             Vbar::Stub => match a[0] {
                 HVC_SET_VECTORS => {
-                    self.vbar.set(if a[1] == CODE_PA {
-                        Vbar::Code
-                    } else {
-                        Vbar::Other(a[1])
-                    });
+                    self.vbar.set(if a[1] == CODE_PA { Vbar::Code } else { Vbar::Other(a[1]) });
                     [0, a[1], a[2], a[3]]
                 }
                 HVC_SOFT_RESTART => {
                     // The stub branches to x1 with x0 = x2, x1 = x3: only our probe is modelled.
-                    assert_eq!(
-                        a[1],
-                        CODE_PA + PROBE_OFF,
-                        "soft restart into something not our probe"
-                    );
+                    assert_eq!(a[1], CODE_PA + PROBE_OFF, "soft restart into something not our probe");
                     let page = a[2] as *mut u64;
                     // SAFETY: tests pass the address of a live, aligned u64 buffer as page_pa.
                     unsafe { page.add(HYP_PAGE_STUB_VBAR / 8).write(STUB_VBAR) };
@@ -95,6 +87,13 @@ impl El2 for SimEl2 {
                     let stub = unsafe { (self.tpidr.get() as *const u64).read() };
                     assert_eq!(stub, STUB_VBAR);
                     self.vbar.set(Vbar::Stub);
+                    self.mmu_on.set(false);
+                    [0, 0, 0, 0]
+                }
+                VMM_HC_MMU_ON => {
+                    assert_eq!(a[3], crate::mm::el2map::MAIR_EL2);
+                    assert_ne!(a[1], 0, "a translation table");
+                    self.mmu_on.set(true);
                     [0, 0, 0, 0]
                 }
                 VMM_HC_PING => [EL2_MAGIC, 8, CODE_PA, self.tpidr.get()],
@@ -114,6 +113,7 @@ fn cpu(page: &mut [u64; 512]) -> CpuHyp {
         page_pa: page.as_ptr() as u64,
         code_pa: CODE_PA,
         probe_offset: PROBE_OFF,
+        mmu: MmuConfig { ttbr0: 0x8000_0000, tcr: 0x8080_3518, mair: crate::mm::el2map::MAIR_EL2 },
     }
 }
 
@@ -125,6 +125,7 @@ fn takes_el2_from_the_stub_and_gives_it_back() {
     assert_eq!(owner(&hw, &c), Owner::Stub);
     install(&hw, &c).unwrap();
     assert_eq!(hw.vbar.get(), Vbar::Code);
+    assert!(hw.mmu_on.get(), "the EL2 MMU is on after installation");
     assert_eq!(owner(&hw, &c), Owner::Us);
     assert_eq!(page[0], STUB_VBAR, "probe recorded the stub's vectors");
     assert!(uninstall(&hw, &c));
@@ -153,11 +154,7 @@ fn refuses_when_another_hypervisor_holds_el2() {
     let c = cpu(&mut page);
     assert_eq!(install(&hw, &c), Err(Refusal::NotStub(u64::MAX)));
     assert_eq!(hw.vbar.get(), Vbar::Kvm, "nothing was changed");
-    assert_eq!(
-        *hw.log.borrow(),
-        vec![VMM_HC_PING],
-        "only the question was asked"
-    );
+    assert_eq!(*hw.log.borrow(), vec![VMM_HC_PING], "only the question was asked");
 }
 
 #[test]
@@ -189,7 +186,7 @@ fn state_retakes_a_cpu_after_hotplug_or_idle() {
     let hw = SimEl2::new();
     let st = HypState::new();
     let blob = [0u8; 0x900];
-    st.init(2, &blob, PROBE_OFF as usize, |_| {}).unwrap();
+    st.init(2, &blob, PROBE_OFF as usize, &[(0x4000_0000, 0x8000_0000)], 4, |_| {}).unwrap();
     // The sim's addresses are the mock's page addresses; make the code PA match.
     let code_pa = st.code_pa();
     let hw = SimWithCode { sim: hw, code_pa };
@@ -203,22 +200,18 @@ fn state_retakes_a_cpu_after_hotplug_or_idle() {
     assert!(st.cpu_offline(&hw, 1));
     assert!(!st.is_installed(1));
     st.cpu_resume(&hw, 1).unwrap();
-    assert!(
-        !st.is_installed(1),
-        "resume does not take a CPU we gave back"
-    );
+    assert!(!st.is_installed(1), "resume does not take a CPU we gave back");
     assert!(st.release());
 }
 
 #[test]
 fn state_rejects_bad_setup() {
     let st = HypState::new();
-    assert!(st.init(0, &[0; 16], 8, |_| {}).is_err());
-    assert!(st.init(1, &[0; 5000], 8, |_| {}).is_err());
-    assert!(st
-        .init(vmm_uapi::VMM_MAX_CPUS + 1, &[0; 16], 8, |_| {})
-        .is_err());
-    assert!(st.init(1, &[0; 16], 16, |_| {}).is_err());
+    let ram = [(0x4000_0000, 0x8000_0000)];
+    assert!(st.init(0, &[0; 16], 8, &ram, 4, |_| {}).is_err());
+    assert!(st.init(1, &[0; 5000], 8, &ram, 4, |_| {}).is_err());
+    assert!(st.init(vmm_uapi::VMM_MAX_CPUS + 1, &[0; 16], 8, &ram, 4, |_| {}).is_err());
+    assert!(st.init(1, &[0; 16], 16, &ram, 4, |_| {}).is_err());
     assert!(SimEl2::new().vbar.get() == Vbar::Stub);
 }
 

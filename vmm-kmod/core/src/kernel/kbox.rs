@@ -35,6 +35,19 @@ impl<T> KBox<T> {
         p
     }
 
+    /// Moves the value out and frees the memory.
+    pub fn into_inner(b: Self) -> T {
+        let p = b.ptr.as_ptr();
+        core::mem::forget(b);
+        // SAFETY: we own the value and the memory: the value is read out
+        // once, and the memory freed without dropping the value again.
+        unsafe {
+            let v = p.read();
+            sys::kfree(p as *mut u8);
+            v
+        }
+    }
+
     /// Takes back ownership of a pointer from [`KBox::into_raw`].
     ///
     /// # Safety

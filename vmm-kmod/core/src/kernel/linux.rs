@@ -9,7 +9,10 @@ extern "C" {
     fn vmm_shim_kfree(p: *mut u8);
     fn vmm_shim_alloc_page() -> *mut u8;
     fn vmm_shim_free_page(p: *mut u8);
+    fn vmm_shim_alloc_pages(order: u32) -> *mut u8;
+    fn vmm_shim_free_pages(p: *mut u8, order: u32);
     fn vmm_shim_virt_to_phys(p: *const u8) -> u64;
+    fn vmm_shim_phys_to_virt(pa: u64) -> *mut u8;
     fn vmm_shim_ctl_lock();
     fn vmm_shim_ctl_unlock();
     fn vmm_shim_vm_node_create(slot: u32, name: *const u8, len: usize) -> i32;
@@ -18,6 +21,113 @@ extern "C" {
     fn vmm_shim_module_put();
     fn vmm_shim_online_cpus(mask: *mut u64, words: usize);
     fn vmm_shim_ping_cpus(mask: *mut u64, words: usize);
+    fn vmm_shim_log_ratelimited(level: u32, msg: *const u8, len: usize);
+    fn vmm_shim_mutex_create() -> *mut c_void;
+    fn vmm_shim_mutex_destroy(m: *mut c_void);
+    fn vmm_shim_mutex_lock(m: *mut c_void);
+    fn vmm_shim_mutex_unlock(m: *mut c_void);
+    fn vmm_shim_alloc_guest_page() -> *mut u8;
+    fn vmm_shim_put_page(p: *mut u8);
+    fn vmm_shim_totalram_bytes() -> u64;
+    fn vmm_shim_signal_pending() -> bool;
+    fn vmm_shim_cond_resched();
+    fn vmm_shim_guest_enter() -> u32;
+    fn vmm_shim_guest_exit();
+    fn vmm_shim_kick_cpu(cpu: u32);
+    fn vmm_shim_copy_from_user(dst: *mut u8, src: u64, len: usize) -> i32;
+    fn vmm_shim_copy_to_user(dst: u64, src: *const u8, len: usize) -> i32;
+}
+
+use core::ffi::c_void;
+
+pub(super) fn log_ratelimited(level: Level, msg: &str) {
+    // SAFETY: the shim prints exactly `len` bytes from `msg`.
+    unsafe { vmm_shim_log_ratelimited(level as u32, msg.as_ptr(), msg.len()) }
+}
+
+/// A new kernel mutex, or null.
+pub(super) fn mutex_create() -> *mut c_void {
+    // SAFETY: allocation and mutex_init.
+    unsafe { vmm_shim_mutex_create() }
+}
+
+/// # Safety
+/// `m` came from [`mutex_create`], is unlocked and not used afterwards.
+pub(super) unsafe fn mutex_destroy(m: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_mutex_destroy(m) }
+}
+
+/// # Safety
+/// `m` came from [`mutex_create`] and is live.
+pub(super) unsafe fn mutex_lock(m: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_mutex_lock(m) }
+}
+
+/// # Safety
+/// `m` is live and held by this thread.
+pub(super) unsafe fn mutex_unlock(m: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_mutex_unlock(m) }
+}
+
+/// A zeroed page for a guest (accounted to the caller, never the OOM
+/// killer's reason), or null.
+pub(super) fn alloc_guest_page() -> *mut u8 {
+    // SAFETY: plain allocation.
+    unsafe { vmm_shim_alloc_guest_page() }
+}
+
+/// # Safety
+/// `p` came from [`alloc_guest_page`]; this drops that reference.
+pub(super) unsafe fn put_page(p: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_put_page(p) }
+}
+
+pub(super) fn totalram_bytes() -> u64 {
+    // SAFETY: reads a counter.
+    unsafe { vmm_shim_totalram_bytes() }
+}
+
+pub(super) fn signal_pending() -> bool {
+    // SAFETY: reads the current task's flags.
+    unsafe { vmm_shim_signal_pending() }
+}
+
+pub(super) fn cond_resched() {
+    // SAFETY: may sleep; callers are in process context without locks held.
+    unsafe { vmm_shim_cond_resched() }
+}
+
+/// Prepares this CPU to enter a guest: the current task's FP/SIMD state is
+/// saved by the kernel (so the guest may use the registers), then
+/// interrupts are masked. Returns the CPU number.
+pub(super) fn guest_enter() -> u32 {
+    // SAFETY: paired with guest_exit by the caller, in process context.
+    unsafe { vmm_shim_guest_enter() }
+}
+
+/// Undoes [`guest_enter`]: a pending host interrupt is taken now.
+pub(super) fn guest_exit() {
+    // SAFETY: paired with guest_enter.
+    unsafe { vmm_shim_guest_exit() }
+}
+
+pub(super) fn kick_cpu(cpu: u32) {
+    // SAFETY: an IPI with an empty handler.
+    unsafe { vmm_shim_kick_cpu(cpu) }
+}
+
+pub(super) fn copy_from_user(dst: &mut [u8], src: u64) -> bool {
+    // SAFETY: dst is a valid kernel buffer; the shim checks the user range.
+    unsafe { vmm_shim_copy_from_user(dst.as_mut_ptr(), src, dst.len()) == 0 }
+}
+
+pub(super) fn copy_to_user(dst: u64, src: &[u8]) -> bool {
+    // SAFETY: src is a valid kernel buffer; the shim checks the user range.
+    unsafe { vmm_shim_copy_to_user(dst, src.as_ptr(), src.len()) == 0 }
 }
 
 pub(super) fn log(level: Level, msg: &str) {
@@ -29,11 +139,7 @@ pub(super) fn log(level: Level, msg: &str) {
 pub(super) fn kzalloc(size: usize, align: usize) -> *mut u8 {
     // kmalloc aligns every object to ARCH_KMALLOC_MINALIGN (>= 8) and a
     // power-of-two sized object to its size; round up so `align` holds.
-    let size = if align > 8 {
-        size.max(align).next_power_of_two()
-    } else {
-        size.max(1)
-    };
+    let size = if align > 8 { size.max(align).next_power_of_two() } else { size.max(1) };
     // SAFETY: plain allocation; a null result is handled by the caller.
     unsafe { vmm_shim_kzalloc(size) }
 }
@@ -58,6 +164,25 @@ pub(super) fn alloc_page() -> *mut u8 {
 pub(super) unsafe fn free_page(p: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe { vmm_shim_free_page(p) }
+}
+
+/// `1 << order` zeroed, contiguous, naturally aligned pages, or null.
+pub(super) fn alloc_pages(order: u32) -> *mut u8 {
+    // SAFETY: plain allocation.
+    unsafe { vmm_shim_alloc_pages(order) }
+}
+
+/// # Safety
+/// `p` came from [`alloc_pages`] with `order`, and is not used afterwards.
+pub(super) unsafe fn free_pages(p: *mut u8, order: u32) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_free_pages(p, order) }
+}
+
+/// Linear-map address of a physical address of RAM.
+pub(super) fn phys_to_virt(pa: u64) -> *mut u8 {
+    // SAFETY: __va only computes.
+    unsafe { vmm_shim_phys_to_virt(pa) }
 }
 
 /// Physical address of a linear-map address.

@@ -45,11 +45,20 @@ pub(super) fn virt_to_phys(p: *const u8) -> u64 {
     p as u64
 }
 
+pub(super) fn phys_to_virt(pa: u64) -> *mut u8 {
+    pa as *mut u8
+}
+
+pub(super) fn alloc_pages(order: u32) -> *mut u8 {
+    kzalloc(4096 << order, 4096 << order)
+}
+
+/// # Safety
+/// `p` came from [`alloc_pages`].
+pub(super) unsafe fn free_pages(_p: *mut u8, _order: u32) {}
+
 pub(super) fn ctl_lock() {
-    while CTL_LOCK
-        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-        .is_err()
-    {
+    while CTL_LOCK.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
         std::thread::yield_now();
     }
 }
@@ -64,10 +73,7 @@ pub(super) fn vm_node_create(slot: usize, name: &[u8]) -> Result<(), Errno> {
     }
     NODES.with(|n| {
         let mut n = n.borrow_mut();
-        assert!(
-            !n.iter().any(|(s, _)| *s == slot),
-            "slot {slot} has a node already"
-        );
+        assert!(!n.iter().any(|(s, _)| *s == slot), "slot {slot} has a node already");
         n.push((slot, name.to_vec()));
     });
     Ok(())
@@ -93,4 +99,76 @@ pub(super) fn online_cpus(mask: &mut [u64]) {
 pub(super) fn ping_cpus(mask: &mut [u64]) {
     mask.fill(0);
     mask[0] = 0b11;
+}
+
+pub(super) fn log_ratelimited(level: Level, msg: &str) {
+    log(level, msg);
+}
+
+/// The double's mutex: a spin flag on the heap.
+pub(super) fn mutex_create() -> *mut core::ffi::c_void {
+    Box::into_raw(Box::new(AtomicBool::new(false))) as *mut core::ffi::c_void
+}
+
+/// # Safety
+/// `m` came from [`mutex_create`].
+pub(super) unsafe fn mutex_destroy(m: *mut core::ffi::c_void) {
+    // SAFETY: from Box::into_raw above.
+    drop(unsafe { Box::from_raw(m as *mut AtomicBool) });
+}
+
+/// # Safety
+/// `m` came from [`mutex_create`].
+pub(super) unsafe fn mutex_lock(m: *mut core::ffi::c_void) {
+    // SAFETY: live, from mutex_create.
+    let f = unsafe { &*(m as *const AtomicBool) };
+    while f.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        std::thread::yield_now();
+    }
+}
+
+/// # Safety
+/// `m` came from [`mutex_create`] and is held.
+pub(super) unsafe fn mutex_unlock(m: *mut core::ffi::c_void) {
+    // SAFETY: live, from mutex_create.
+    unsafe { &*(m as *const AtomicBool) }.store(false, Ordering::Release);
+}
+
+pub(super) fn alloc_guest_page() -> *mut u8 {
+    alloc_page()
+}
+
+/// # Safety
+/// `p` came from [`alloc_guest_page`].
+pub(super) unsafe fn put_page(_p: *mut u8) {}
+
+pub(super) fn totalram_bytes() -> u64 {
+    1 << 30
+}
+
+pub(super) fn signal_pending() -> bool {
+    false
+}
+
+pub(super) fn cond_resched() {}
+
+pub(super) fn guest_enter() -> u32 {
+    0
+}
+
+pub(super) fn guest_exit() {}
+
+pub(super) fn kick_cpu(_cpu: u32) {}
+
+pub(super) fn copy_from_user(dst: &mut [u8], src: u64) -> bool {
+    // The double's "user" addresses are ordinary pointers.
+    // SAFETY: tests pass valid buffers of at least dst.len() bytes.
+    unsafe { std::ptr::copy_nonoverlapping(src as *const u8, dst.as_mut_ptr(), dst.len()) };
+    true
+}
+
+pub(super) fn copy_to_user(dst: u64, src: &[u8]) -> bool {
+    // SAFETY: as above.
+    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
+    true
 }

@@ -15,13 +15,19 @@ pub mod linux;
 #[cfg(target_os = "none")]
 use linux as sys;
 
+mod guest_pages;
 mod kbox;
+mod klock;
 mod mutex;
 mod page;
+mod tables;
 
+pub use guest_pages::KernelGuestPages;
 pub use kbox::KBox;
+pub use klock::{KLock, KLockGuard};
 pub use mutex::{KMutex, KMutexGuard};
 pub use page::{Page, PAGE_SIZE};
+pub use tables::KernelTables;
 
 use crate::errno::Errno;
 
@@ -40,6 +46,57 @@ pub enum Level {
 /// Writes one line to the kernel log, prefixed `vmm: `.
 pub fn log(level: Level, msg: &str) {
     sys::log(level, msg);
+}
+
+/// Writes one line to the kernel log, at most a few per second.
+pub fn log_ratelimited(level: Level, msg: &str) {
+    sys::log_ratelimited(level, msg);
+}
+
+/// Physical address of a linear-map (kmalloc or page) address.
+pub fn virt_to_phys(p: *const u8) -> u64 {
+    sys::virt_to_phys(p)
+}
+
+/// The host's RAM in bytes.
+pub fn totalram_bytes() -> u64 {
+    sys::totalram_bytes()
+}
+
+/// Whether the current task has a signal to handle.
+pub fn signal_pending() -> bool {
+    sys::signal_pending()
+}
+
+/// Gives the CPU to another task if one should run.
+pub fn cond_resched() {
+    sys::cond_resched()
+}
+
+/// Prepares this CPU to enter a guest (FP/SIMD state saved, interrupts
+/// masked); returns the CPU number.
+pub fn guest_enter() -> u32 {
+    sys::guest_enter()
+}
+
+/// Undoes [`guest_enter`].
+pub fn guest_exit() {
+    sys::guest_exit()
+}
+
+/// Interrupts CPU `cpu`, so a guest running there exits.
+pub fn kick_cpu(cpu: u32) {
+    sys::kick_cpu(cpu)
+}
+
+/// Copies from a user address; false if it is not readable.
+pub fn copy_from_user(dst: &mut [u8], src: u64) -> bool {
+    sys::copy_from_user(dst, src)
+}
+
+/// Copies to a user address; false if it is not writable.
+pub fn copy_to_user(dst: u64, src: &[u8]) -> bool {
+    sys::copy_to_user(dst, src)
 }
 
 /// Creates `/dev/vmm/NAME` for the VM in registry slot `slot`.
@@ -73,6 +130,16 @@ pub fn ping_cpus(mask: &mut [u64]) {
     sys::ping_cpus(mask)
 }
 
+/// Like [`klog!`], rate limited.
+#[macro_export]
+macro_rules! klog_ratelimited {
+    ($level:ident, $($arg:tt)*) => {{
+        let mut line = $crate::kernel::LineBuf::new();
+        let _ = core::fmt::Write::write_fmt(&mut line, format_args!($($arg)*));
+        $crate::kernel::log_ratelimited($crate::kernel::Level::$level, line.as_str());
+    }};
+}
+
 /// Formats a log line into a stack buffer (no allocation) and logs it.
 #[macro_export]
 macro_rules! klog {
@@ -92,10 +159,7 @@ pub struct LineBuf {
 impl LineBuf {
     /// An empty line.
     pub const fn new() -> Self {
-        Self {
-            buf: [0; 200],
-            len: 0,
-        }
+        Self { buf: [0; 200], len: 0 }
     }
 
     /// The text written so far.

@@ -18,9 +18,7 @@ unsafe impl<T: Send> Sync for KMutex<T> {}
 impl<T> KMutex<T> {
     /// Wraps `value`.
     pub const fn new(value: T) -> Self {
-        Self {
-            data: UnsafeCell::new(value),
-        }
+        Self { data: UnsafeCell::new(value) }
     }
 
     /// Takes the control lock (may sleep).

@@ -1,26 +1,70 @@
-// EL2 code of the vmm module: vector table, the hyp stub's calls, our ping,
-// and the probe run through the stub. Position independent: it is copied
-// into a page of its own and runs there on physical addresses, EL2 MMU off.
+// EL2 code of the vmm module: vector table, the hyp stub's calls, our own
+// calls (ping, MMU on, run a guest, TLB invalidation by VMID), the world
+// switch, and the probe run through the stub. Position independent: it is
+// copied into a page of its own and runs on physical addresses, first with
+// the EL2 MMU off (as the stub does), then on the module's identity map.
 //
 // Host calls arrive as `hvc #0` with the function in x0 (Linux's stub ABI):
 //   0 HVC_SET_VECTORS(x1 = vbar)     1 HVC_SOFT_RESTART(x1 = entry, x2..x4 = args)
-//   2 HVC_RESET_VECTORS: back to the stub's vectors
+//   2 HVC_RESET_VECTORS: back to the stub's vectors, MMU off
 //   VMM_HC_PING: x0 = magic, x1 = CurrentEL, x2 = VBAR_EL2, x3 = TPIDR_EL2
-// Anything else answers HVC_STUB_ERR, as the stub does. Only x0-x9 are used.
+//   VMM_HC_MMU_ON(x1 = TTBR0_EL2, x2 = TCR_EL2, x3 = MAIR_EL2)
+//   VMM_HC_RUN(x1 = guest context PA): runs the guest until an exit; x0 = 0
+//   VMM_HC_TLBI_VMID(x1 = VTTBR): invalidates that VMID's TLB entries, all CPUs
+// Anything else answers HVC_STUB_ERR, as the stub does. The host treats
+// x0-x17 as clobbered; x18-x30 and the host's EL1 state survive a run.
 //
-// TPIDR_EL2 holds the physical address of this CPU's hyp page; the stub's
-// VBAR_EL2 is kept at offset 0 of it, and the EL2 stack grows down from its end.
+// TPIDR_EL2 holds the physical address of this CPU's hyp page: the stub's
+// VBAR_EL2 at HYP_STUB_VBAR, the running guest's context at HYP_GUEST, the
+// host's context at HYP_HOST; the EL2 stack grows down from its end.
+// Context offsets come from the Rust layout (vcpu/context.rs).
+
+	// The kernel's Rust is built without FP/SIMD; only EL2 switches the
+	// guest's FP/SIMD registers, so only this code may name them.
+	.arch_extension fp
+	.arch_extension simd
 
 	.equ	HVC_SET_VECTORS, 0
 	.equ	HVC_SOFT_RESTART, 1
 	.equ	HVC_RESET_VECTORS, 2
 	.equ	HVC_STUB_ERR, 0xbadca11
 	.equ	VMM_HC_PING, 0x564d4d00
+	.equ	VMM_HC_MMU_ON, 0x564d4d01
+	.equ	VMM_HC_RUN, 0x564d4d02
+	.equ	VMM_HC_TLBI_VMID, 0x564d4d03
 	.equ	VMM_EL2_MAGIC, 0x564d4d5f454c3221
 	.equ	VMM_PROBE_MAGIC, 0x564d4d5f50524f42
-	.equ	HYP_PAGE_STUB_VBAR, 0
 	.equ	ESR_EC_SHIFT, 26
 	.equ	ESR_EC_HVC64, 0x16
+	.equ	SCTLR_M_C_I, 0x1005
+
+	.equ	HYP_STUB_VBAR, {hyp_stub_vbar}
+	.equ	HYP_GUEST, {hyp_guest}
+	.equ	HYP_HOST, {hyp_host}
+	.equ	CTX_PC, {ctx_pc}
+	.equ	CTX_SYS, {ctx_sys}
+	.equ	CTX_TIMER, {ctx_timer}
+	.equ	CTX_EL2, {ctx_el2}
+	.equ	CTX_EXIT, {ctx_exit}
+	.equ	CTX_FP, {ctx_fp}
+	.equ	FP_FPCR, {fp_fpcr}
+	.equ	EL2_HCR, {el2_hcr}
+	.equ	EL2_VTTBR, {el2_vttbr}
+	.equ	EL2_VTCR, {el2_vtcr}
+	.equ	EL2_VMPIDR, {el2_vmpidr}
+	.equ	EL2_VPIDR, {el2_vpidr}
+	.equ	EL2_CNTVOFF, {el2_cntvoff}
+	.equ	EL2_CPTR, {el2_cptr}
+	.equ	EL2_MDCR, {el2_mdcr}
+	.equ	EL2_CNTHCTL, {el2_cnthctl}
+	.equ	EL2_FLAGS, {el2_flags}
+	.equ	EXIT_KIND, {exit_kind}
+	.equ	EXIT_ESR, {exit_esr}
+	.equ	EXIT_HPFAR, {exit_hpfar}
+	.equ	EXIT_SYNC, {exit_sync}
+	.equ	EXIT_IRQ, {exit_irq}
+	.equ	EXIT_FIQ, {exit_fiq}
+	.equ	EXIT_SERROR, {exit_serror}
 
 	.macro	mov_q reg, val
 	movz	\reg, #(((\val) >> 48) & 0xffff), lsl #48
@@ -34,6 +78,145 @@
 	.balign	0x80
 	.endm
 
+	// A guest exit: keep guest x0/x1 on the EL2 stack, x0 = the kind.
+	// From the host (stage 2 off), a synchronous exception is a host call.
+	.macro	lower_vector kind
+	stp	x0, x1, [sp, #-16]!
+	mrs	x0, hcr_el2
+	tbz	x0, #0, el2_from_host_\kind
+	mov	x0, #\kind
+	b	el2_guest_exit
+	.balign	0x80
+	.endm
+
+	// EL1/EL0 system registers, in the order of vcpu::context::Sys. These
+	// macros use x5, x6 and x9 as scratch; `ctx` must be another register.
+	.macro	save_el1 ctx
+	add	x9, \ctx, #CTX_SYS
+	mrs	x5, sctlr_el1
+	mrs	x6, cpacr_el1
+	stp	x5, x6, [x9, #0]
+	mrs	x5, ttbr0_el1
+	mrs	x6, ttbr1_el1
+	stp	x5, x6, [x9, #16]
+	mrs	x5, tcr_el1
+	mrs	x6, mair_el1
+	stp	x5, x6, [x9, #32]
+	mrs	x5, amair_el1
+	mrs	x6, vbar_el1
+	stp	x5, x6, [x9, #48]
+	mrs	x5, contextidr_el1
+	mrs	x6, tpidr_el1
+	stp	x5, x6, [x9, #64]
+	mrs	x5, tpidr_el0
+	mrs	x6, tpidrro_el0
+	stp	x5, x6, [x9, #80]
+	mrs	x5, sp_el0
+	mrs	x6, sp_el1
+	stp	x5, x6, [x9, #96]
+	mrs	x5, elr_el1
+	mrs	x6, spsr_el1
+	stp	x5, x6, [x9, #112]
+	mrs	x5, esr_el1
+	mrs	x6, far_el1
+	stp	x5, x6, [x9, #128]
+	mrs	x5, afsr0_el1
+	mrs	x6, afsr1_el1
+	stp	x5, x6, [x9, #144]
+	mrs	x5, par_el1
+	mrs	x6, cntkctl_el1
+	stp	x5, x6, [x9, #160]
+	mrs	x5, csselr_el1
+	str	x5, [x9, #176]
+	.endm
+
+	.macro	restore_el1 ctx
+	add	x9, \ctx, #CTX_SYS
+	ldp	x5, x6, [x9, #0]
+	msr	sctlr_el1, x5
+	msr	cpacr_el1, x6
+	ldp	x5, x6, [x9, #16]
+	msr	ttbr0_el1, x5
+	msr	ttbr1_el1, x6
+	ldp	x5, x6, [x9, #32]
+	msr	tcr_el1, x5
+	msr	mair_el1, x6
+	ldp	x5, x6, [x9, #48]
+	msr	amair_el1, x5
+	msr	vbar_el1, x6
+	ldp	x5, x6, [x9, #64]
+	msr	contextidr_el1, x5
+	msr	tpidr_el1, x6
+	ldp	x5, x6, [x9, #80]
+	msr	tpidr_el0, x5
+	msr	tpidrro_el0, x6
+	ldp	x5, x6, [x9, #96]
+	msr	sp_el0, x5
+	msr	sp_el1, x6
+	ldp	x5, x6, [x9, #112]
+	msr	elr_el1, x5
+	msr	spsr_el1, x6
+	ldp	x5, x6, [x9, #128]
+	msr	esr_el1, x5
+	msr	far_el1, x6
+	ldp	x5, x6, [x9, #144]
+	msr	afsr0_el1, x5
+	msr	afsr1_el1, x6
+	ldp	x5, x6, [x9, #160]
+	msr	par_el1, x5
+	msr	cntkctl_el1, x6
+	ldr	x5, [x9, #176]
+	msr	csselr_el1, x5
+	.endm
+
+	.macro	save_fp ctx
+	add	x9, \ctx, #CTX_FP
+	stp	q0, q1, [x9, #0]
+	stp	q2, q3, [x9, #32]
+	stp	q4, q5, [x9, #64]
+	stp	q6, q7, [x9, #96]
+	stp	q8, q9, [x9, #128]
+	stp	q10, q11, [x9, #160]
+	stp	q12, q13, [x9, #192]
+	stp	q14, q15, [x9, #224]
+	stp	q16, q17, [x9, #256]
+	stp	q18, q19, [x9, #288]
+	stp	q20, q21, [x9, #320]
+	stp	q22, q23, [x9, #352]
+	stp	q24, q25, [x9, #384]
+	stp	q26, q27, [x9, #416]
+	stp	q28, q29, [x9, #448]
+	stp	q30, q31, [x9, #480]
+	mrs	x5, fpcr
+	mrs	x6, fpsr
+	add	x9, x9, #FP_FPCR
+	stp	x5, x6, [x9]
+	.endm
+
+	.macro	restore_fp ctx
+	add	x9, \ctx, #CTX_FP
+	ldp	q0, q1, [x9, #0]
+	ldp	q2, q3, [x9, #32]
+	ldp	q4, q5, [x9, #64]
+	ldp	q6, q7, [x9, #96]
+	ldp	q8, q9, [x9, #128]
+	ldp	q10, q11, [x9, #160]
+	ldp	q12, q13, [x9, #192]
+	ldp	q14, q15, [x9, #224]
+	ldp	q16, q17, [x9, #256]
+	ldp	q18, q19, [x9, #288]
+	ldp	q20, q21, [x9, #320]
+	ldp	q22, q23, [x9, #352]
+	ldp	q24, q25, [x9, #384]
+	ldp	q26, q27, [x9, #416]
+	ldp	q28, q29, [x9, #448]
+	ldp	q30, q31, [x9, #480]
+	add	x9, x9, #FP_FPCR
+	ldp	x5, x6, [x9]
+	msr	fpcr, x5
+	msr	fpsr, x6
+	.endm
+
 	.section .rodata.vmm_el2, "a"
 	.balign	2048
 	.global	vmm_el2_start
@@ -42,13 +225,12 @@ vmm_el2_start:
 	.rept	8
 	park_vector
 	.endr
-	// Lower EL, AArch64: synchronous is the host's hvc; nothing else is routed here.
-	b	el2_host_sync
-	.balign	0x80
-	.rept	3
-	park_vector
-	.endr
-	// Lower EL, AArch32: never (the host is AArch64).
+	// Lower EL, AArch64.
+	lower_vector EXIT_SYNC
+	lower_vector EXIT_IRQ
+	lower_vector EXIT_FIQ
+	lower_vector EXIT_SERROR
+	// Lower EL, AArch32: never (guests and host are AArch64).
 	.rept	4
 	park_vector
 	.endr
@@ -57,7 +239,14 @@ el2_park:
 	wfe
 	b	el2_park
 
-el2_host_sync:
+	// Only a host hvc reaches EL2 from the host; other kinds are a bug.
+el2_from_host_EXIT_IRQ:
+el2_from_host_EXIT_FIQ:
+el2_from_host_EXIT_SERROR:
+	b	el2_park
+
+el2_from_host_EXIT_SYNC:
+	ldp	x0, x1, [sp], #16
 	mrs	x9, esr_el2
 	lsr	x9, x9, #ESR_EC_SHIFT
 	cmp	x9, #ESR_EC_HVC64
@@ -68,9 +257,18 @@ el2_host_sync:
 	b.eq	el2_soft_restart
 	cmp	x0, #HVC_RESET_VECTORS
 	b.eq	el2_reset_vectors
+	mov_q	x9, VMM_HC_RUN
+	cmp	x0, x9
+	b.eq	el2_run
 	mov_q	x9, VMM_HC_PING
 	cmp	x0, x9
 	b.eq	el2_ping
+	mov_q	x9, VMM_HC_MMU_ON
+	cmp	x0, x9
+	b.eq	el2_mmu_on
+	mov_q	x9, VMM_HC_TLBI_VMID
+	cmp	x0, x9
+	b.eq	el2_tlbi_vmid
 	mov_q	x0, HVC_STUB_ERR
 	eret
 
@@ -80,10 +278,23 @@ el2_set_vectors:
 	mov	x0, xzr
 	eret
 
+	// EL2 MMU and caches off, as the stub expects them.
+el2_mmu_off:
+	mrs	x9, sctlr_el2
+	mov	x10, #SCTLR_M_C_I
+	bic	x9, x9, x10
+	msr	sctlr_el2, x9
+	isb
+	tlbi	alle2
+	dsb	ish
+	isb
+	ret
+
 el2_reset_vectors:
 	mrs	x9, tpidr_el2
-	ldr	x9, [x9, #HYP_PAGE_STUB_VBAR]
-	msr	vbar_el2, x9
+	ldr	x11, [x9, #HYP_STUB_VBAR]
+	bl	el2_mmu_off
+	msr	vbar_el2, x11
 	isb
 	mov	x0, xzr
 	eret
@@ -91,8 +302,11 @@ el2_reset_vectors:
 	// kexec and friends: hand EL2 back to the stub, then do what it does.
 el2_soft_restart:
 	mrs	x9, tpidr_el2
-	ldr	x9, [x9, #HYP_PAGE_STUB_VBAR]
-	msr	vbar_el2, x9
+	ldr	x11, [x9, #HYP_STUB_VBAR]
+	mov	x12, x30
+	bl	el2_mmu_off
+	mov	x30, x12
+	msr	vbar_el2, x11
 	isb
 	mov	x0, x2
 	mov	x2, x4
@@ -107,13 +321,216 @@ el2_ping:
 	mrs	x3, tpidr_el2
 	eret
 
+	// The identity map is built and cleaned to PoC by the kernel.
+el2_mmu_on:
+	msr	mair_el2, x3
+	msr	tcr_el2, x2
+	msr	ttbr0_el2, x1
+	isb
+	tlbi	alle2
+	dsb	ish
+	isb
+	mrs	x9, sctlr_el2
+	mov	x10, #SCTLR_M_C_I
+	orr	x9, x9, x10
+	msr	sctlr_el2, x9
+	isb
+	ic	iallu
+	dsb	nsh
+	isb
+	mov	x0, xzr
+	eret
+
+el2_tlbi_vmid:
+	mrs	x2, vttbr_el2
+	msr	vttbr_el2, x1
+	isb
+	tlbi	vmalls12e1is
+	dsb	ish
+	msr	vttbr_el2, x2
+	isb
+	mov	x0, xzr
+	eret
+
+	// ---- world switch: host -> guest -----------------------------------
+el2_run:
+	mrs	x0, tpidr_el2
+	str	x1, [x0, #HYP_GUEST]
+	add	x2, x0, #HYP_HOST
+	stp	x18, x19, [x2, #144]
+	stp	x20, x21, [x2, #160]
+	stp	x22, x23, [x2, #176]
+	stp	x24, x25, [x2, #192]
+	stp	x26, x27, [x2, #208]
+	stp	x28, x29, [x2, #224]
+	str	x30, [x2, #240]
+	save_el1 x2
+	mrs	x3, elr_el2
+	mrs	x4, spsr_el2
+	stp	x3, x4, [x2, #CTX_PC]
+	// Host EL2 state the exit path restores.
+	add	x9, x2, #CTX_EL2
+	mrs	x3, hcr_el2
+	str	x3, [x9, #EL2_HCR]
+	mrs	x3, vmpidr_el2
+	str	x3, [x9, #EL2_VMPIDR]
+	mrs	x3, vpidr_el2
+	str	x3, [x9, #EL2_VPIDR]
+	mrs	x3, cntvoff_el2
+	str	x3, [x9, #EL2_CNTVOFF]
+	mrs	x3, cptr_el2
+	str	x3, [x9, #EL2_CPTR]
+	mrs	x3, mdcr_el2
+	str	x3, [x9, #EL2_MDCR]
+	mrs	x3, cnthctl_el2
+	str	x3, [x9, #EL2_CNTHCTL]
+	// Guest EL2 configuration.
+	add	x10, x1, #CTX_EL2
+	ldr	x3, [x10, #EL2_VTCR]
+	msr	vtcr_el2, x3
+	ldr	x3, [x10, #EL2_VTTBR]
+	msr	vttbr_el2, x3
+	ldr	x3, [x10, #EL2_VMPIDR]
+	msr	vmpidr_el2, x3
+	ldr	x3, [x10, #EL2_VPIDR]
+	msr	vpidr_el2, x3
+	ldr	x3, [x10, #EL2_CNTVOFF]
+	msr	cntvoff_el2, x3
+	ldr	x3, [x10, #EL2_CPTR]
+	msr	cptr_el2, x3
+	// MDCR: the host's HPMN (counters it keeps) plus the guest's traps.
+	mrs	x3, mdcr_el2
+	and	x3, x3, #0x1f
+	ldr	x4, [x10, #EL2_MDCR]
+	orr	x3, x3, x4
+	msr	mdcr_el2, x3
+	// The guest may read the physical counter but not use the physical
+	// timer, which is the host's (EL1PCTEN=1, EL1PCEN=0).
+	mrs	x3, cnthctl_el2
+	bic	x3, x3, #2
+	orr	x3, x3, #1
+	msr	cnthctl_el2, x3
+	isb
+	// The vCPU last ran on another CPU: drop this CPU's stale entries of the VMID.
+	ldr	x3, [x10, #EL2_FLAGS]
+	tbz	x3, #0, 1f
+	tlbi	vmalls12e1
+	dsb	nsh
+	isb
+1:	restore_fp x1
+	restore_el1 x1
+	ldp	x3, x4, [x1, #CTX_TIMER]
+	msr	cntv_cval_el0, x4
+	msr	cntv_ctl_el0, x3
+	// Stage 2 and the traps on, last.
+	ldr	x3, [x10, #EL2_HCR]
+	msr	hcr_el2, x3
+	ldp	x3, x4, [x1, #CTX_PC]
+	msr	elr_el2, x3
+	msr	spsr_el2, x4
+	isb
+	ldp	x2, x3, [x1, #16]
+	ldp	x4, x5, [x1, #32]
+	ldp	x6, x7, [x1, #48]
+	ldp	x8, x9, [x1, #64]
+	ldp	x10, x11, [x1, #80]
+	ldp	x12, x13, [x1, #96]
+	ldp	x14, x15, [x1, #112]
+	ldp	x16, x17, [x1, #128]
+	ldp	x18, x19, [x1, #144]
+	ldp	x20, x21, [x1, #160]
+	ldp	x22, x23, [x1, #176]
+	ldp	x24, x25, [x1, #192]
+	ldp	x26, x27, [x1, #208]
+	ldp	x28, x29, [x1, #224]
+	ldr	x30, [x1, #240]
+	ldp	x0, x1, [x1, #0]
+	eret
+	dsb	nsh
+	isb
+
+	// ---- world switch: guest -> host (x0 = exit kind) ----------------------
+el2_guest_exit:
+	mrs	x1, tpidr_el2
+	ldr	x1, [x1, #HYP_GUEST]
+	stp	x2, x3, [x1, #16]
+	stp	x4, x5, [x1, #32]
+	stp	x6, x7, [x1, #48]
+	stp	x8, x9, [x1, #64]
+	stp	x10, x11, [x1, #80]
+	stp	x12, x13, [x1, #96]
+	stp	x14, x15, [x1, #112]
+	stp	x16, x17, [x1, #128]
+	stp	x18, x19, [x1, #144]
+	stp	x20, x21, [x1, #160]
+	stp	x22, x23, [x1, #176]
+	stp	x24, x25, [x1, #192]
+	stp	x26, x27, [x1, #208]
+	stp	x28, x29, [x1, #224]
+	str	x30, [x1, #240]
+	ldp	x2, x3, [sp], #16
+	stp	x2, x3, [x1, #0]
+	add	x10, x1, #CTX_EXIT
+	str	x0, [x10, #EXIT_KIND]
+	mrs	x2, esr_el2
+	mrs	x3, far_el2
+	stp	x2, x3, [x10, #EXIT_ESR]
+	mrs	x2, hpfar_el2
+	str	x2, [x10, #EXIT_HPFAR]
+	mrs	x2, elr_el2
+	mrs	x3, spsr_el2
+	stp	x2, x3, [x1, #CTX_PC]
+	save_el1 x1
+	// The guest's virtual timer must not fire into the host.
+	mrs	x2, cntv_ctl_el0
+	mrs	x3, cntv_cval_el0
+	stp	x2, x3, [x1, #CTX_TIMER]
+	msr	cntv_ctl_el0, xzr
+	save_fp x1
+	// Back to the host: stage 2 and traps off first.
+	mrs	x0, tpidr_el2
+	add	x2, x0, #HYP_HOST
+	add	x9, x2, #CTX_EL2
+	ldr	x3, [x9, #EL2_HCR]
+	msr	hcr_el2, x3
+	msr	vttbr_el2, xzr
+	ldr	x3, [x9, #EL2_VMPIDR]
+	msr	vmpidr_el2, x3
+	ldr	x3, [x9, #EL2_VPIDR]
+	msr	vpidr_el2, x3
+	ldr	x3, [x9, #EL2_CNTVOFF]
+	msr	cntvoff_el2, x3
+	ldr	x3, [x9, #EL2_CPTR]
+	msr	cptr_el2, x3
+	ldr	x3, [x9, #EL2_MDCR]
+	msr	mdcr_el2, x3
+	ldr	x3, [x9, #EL2_CNTHCTL]
+	msr	cnthctl_el2, x3
+	isb
+	restore_el1 x2
+	ldp	x3, x4, [x2, #CTX_PC]
+	msr	elr_el2, x3
+	msr	spsr_el2, x4
+	ldp	x18, x19, [x2, #144]
+	ldp	x20, x21, [x2, #160]
+	ldp	x22, x23, [x2, #176]
+	ldp	x24, x25, [x2, #192]
+	ldp	x26, x27, [x2, #208]
+	ldp	x28, x29, [x2, #224]
+	ldr	x30, [x2, #240]
+	mov	x0, xzr
+	isb
+	eret
+	dsb	nsh
+	isb
+
 	// Entered from the stub's HVC_SOFT_RESTART at EL2, MMU off, with
 	// x0 = hyp page PA, x1 = EL2 stack top. ELR/SPSR_EL2 still hold the
 	// host's return state, so eret goes back to the caller's hvc.
 	.global	vmm_el2_probe
 vmm_el2_probe:
 	mrs	x2, vbar_el2
-	str	x2, [x0, #HYP_PAGE_STUB_VBAR]
+	str	x2, [x0, #HYP_STUB_VBAR]
 	msr	tpidr_el2, x0
 	mov	sp, x1
 	mov	x1, x2

@@ -1,12 +1,43 @@
 //! AArch64: the [`El2`] port, cache maintenance, and the EL2 code blob.
 
-use crate::hyp::El2;
-use aarch64_cpu::registers::{CurrentEL, Readable, ID_AA64PFR0_EL1};
+use crate::hyp::{El2, VMM_HC_RUN, VMM_HC_TLBI_VMID};
+use crate::vcpu::context::{off, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
+use aarch64_cpu::registers::{CurrentEL, Readable, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, MIDR_EL1};
 use core::arch::{asm, global_asm};
 
-// The EL2 code: vectors, stub-compatible calls, ping, and the probe. It is
-// position independent and copied into a page of its own at load time.
-global_asm!(include_str!("el2.S"), options(raw));
+// The EL2 code: vectors, stub-compatible calls, our calls, the world switch
+// and the probe. It is position independent and copied into a page of its
+// own at load time. Offsets come from the Rust layout of the context.
+global_asm!(
+    include_str!("el2.S"),
+    hyp_stub_vbar = const off::HYP_STUB_VBAR,
+    hyp_guest = const off::HYP_GUEST,
+    hyp_host = const off::HYP_HOST,
+    ctx_pc = const off::PC,
+    ctx_sys = const off::SYS,
+    ctx_timer = const off::TIMER,
+    ctx_el2 = const off::EL2,
+    ctx_exit = const off::EXIT,
+    ctx_fp = const off::FP,
+    fp_fpcr = const off::FP_FPCR,
+    el2_hcr = const off::EL2_HCR,
+    el2_vttbr = const off::EL2_VTTBR,
+    el2_vtcr = const off::EL2_VTCR,
+    el2_vmpidr = const off::EL2_VMPIDR,
+    el2_vpidr = const off::EL2_VPIDR,
+    el2_cntvoff = const off::EL2_CNTVOFF,
+    el2_cptr = const off::EL2_CPTR,
+    el2_mdcr = const off::EL2_MDCR,
+    el2_cnthctl = const off::EL2_CNTHCTL,
+    el2_flags = const off::EL2_FLAGS,
+    exit_kind = const off::EXIT_KIND,
+    exit_esr = const off::EXIT_ESR,
+    exit_hpfar = const off::EXIT_HPFAR,
+    exit_sync = const EXIT_SYNC,
+    exit_irq = const EXIT_IRQ,
+    exit_fiq = const EXIT_FIQ,
+    exit_serror = const EXIT_SERROR,
+);
 
 extern "C" {
     static vmm_el2_start: u8;
@@ -23,10 +54,7 @@ pub fn el2_blob() -> (&'static [u8], usize) {
         let end = &raw const vmm_el2_end;
         let probe = &raw const vmm_el2_probe;
         let len = end as usize - start as usize;
-        (
-            core::slice::from_raw_parts(start, len),
-            probe as usize - start as usize,
-        )
+        (core::slice::from_raw_parts(start, len), probe as usize - start as usize)
     }
 }
 
@@ -90,12 +118,52 @@ pub fn dcache_clean_inval_poc(va: *const u8, len: usize) {
 pub fn publish_code(va: *const u8, len: usize) {
     dcache_clean_inval_poc(va, len);
     // SAFETY: invalidating instruction caches only costs refills.
-    unsafe {
-        asm!(
-            "ic ialluis",
-            "dsb ish",
-            "isb",
-            options(nostack, preserves_flags)
-        )
-    };
+    unsafe { asm!("ic ialluis", "dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Cleans a page to the point of coherency and drops its lines from the
+/// instruction cache, so a guest with its MMU (and caches) off sees it.
+pub fn publish_page(va: *const u8) {
+    dcache_clean_inval_poc(va, 4096);
+    let ctr: u64;
+    // SAFETY: CTR_EL0 is readable at EL1 and has no side effects.
+    unsafe { asm!("mrs {}, ctr_el0", out(reg) ctr, options(nomem, nostack, preserves_flags)) };
+    let line = 4usize << (ctr & 0xf);
+    let mut a = va as usize;
+    while a < va as usize + 4096 {
+        // SAFETY: invalidating instruction cache lines of mapped memory.
+        unsafe { asm!("ic ivau, {}", in(reg) a, options(nostack, preserves_flags)) };
+        a += line;
+    }
+    // SAFETY: barriers.
+    unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
+}
+
+/// Enters the guest whose context is at `ctx_pa` (see el2.S, VMM_HC_RUN).
+/// The caller masks interrupts and owns the context while it runs.
+pub fn run_guest(ctx_pa: u64) -> bool {
+    Hw.hvc([VMM_HC_RUN, ctx_pa, 0, 0])[0] == 0
+}
+
+/// Invalidates a VMID's TLB entries on every CPU (VMM_HC_TLBI_VMID).
+pub fn tlbi_vmid(vttbr: u64) {
+    Hw.hvc([VMM_HC_TLBI_VMID, vttbr, 0, 0]);
+}
+
+/// MIDR_EL1.
+pub fn midr() -> u64 {
+    MIDR_EL1.get()
+}
+
+/// CNTVCT_EL0 (the host's CNTVOFF_EL2 is 0, so this is the physical count).
+pub fn counter() -> u64 {
+    let v: u64;
+    // SAFETY: reading the virtual counter has no side effects.
+    unsafe { asm!("isb", "mrs {}, cntvct_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+/// ID_AA64MMFR0_EL1.PARange.
+pub fn parange() -> u64 {
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)
 }

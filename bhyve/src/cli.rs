@@ -1,0 +1,261 @@
+//! bhyve's command line, in bhyve's spelling:
+//! `bhyve [-c [cpus=]N] [-m SIZE] [-o KEY=VALUE]... NAME`.
+//! A bad or missing flag gives one line naming it, the usage, and exit 2.
+
+use bhyveload::size::parse_mem_size;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{ArgAction, Parser};
+use std::ffi::OsString;
+
+/// One-line usage printed under every command-line error.
+pub const USAGE: &str = "usage: bhyve [-c [cpus=]N] [-m SIZE] [-o KEY=VALUE]... NAME  (see --help)";
+
+/// Most vCPUs bhyve runs for now.
+pub const MAX_VCPUS: u32 = 1;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bhyve",
+    about = "Run a VM prepared by bhyveload: its vCPU, devices and console",
+    disable_version_flag = true,
+    after_help = "-o keys:\n  \
+                  console=stdio      the UART on stdin/stdout (the default, and the only one for now)\n  \
+                  testdev            the test device at 0x0b000000\n  \
+                  testdev.param=N    the test device, with PARAM reading N\n\n\
+                  Exit status: 0 reset, 1 power-off, 2 halt, 4 error; 2 also for a bad command line."
+)]
+struct Args {
+    /// Number of vCPUs (only 1 for now).
+    #[arg(short = 'c', value_name = "[cpus=]N")]
+    cpus: Option<String>,
+    /// Guest memory: must match the VM's (or sets it up if it has none).
+    #[arg(short = 'm', value_name = "SIZE")]
+    mem: Option<String>,
+    /// A setting (see below); may be given more than once.
+    #[arg(short = 'o', value_name = "KEY=VALUE", action = ArgAction::Append)]
+    opts: Vec<String>,
+    /// The VM, prepared by bhyveload.
+    #[arg(value_name = "NAME")]
+    name: String,
+}
+
+/// The console's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleKind {
+    /// stdin and stdout.
+    Stdio,
+}
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Options {
+    /// The VM's name.
+    pub name: String,
+    /// vCPUs to run.
+    pub cpus: u32,
+    /// `-m`, in bytes.
+    pub mem_size: Option<u64>,
+    /// `-o console=`.
+    pub console: ConsoleKind,
+    /// With `-o testdev`: the test device's PARAM.
+    pub testdev: Option<u64>,
+}
+
+/// Leave now: print these and exit with `code`.
+#[derive(Debug)]
+pub struct Exit {
+    /// Exit status.
+    pub code: u8,
+    /// For stdout (help).
+    pub out: String,
+    /// For stderr (errors).
+    pub err: String,
+}
+
+fn usage_error(msg: &str) -> Exit {
+    Exit { code: 2, out: String::new(), err: format!("bhyve: {msg}\n{USAGE}\n") }
+}
+
+/// Parses the arguments (the first is the program name).
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit> {
+    let a = Args::try_parse_from(args).map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp => Exit { code: 0, out: e.render().to_string(), err: String::new() },
+        _ => usage_error(&clap_message(&e)),
+    })?;
+    let cpus = match &a.cpus {
+        Some(c) => parse_cpus(c).map_err(|e| usage_error(&format!("-c {c}: {e}")))?,
+        None => 1,
+    };
+    let mem_size = match &a.mem {
+        Some(m) => Some(parse_mem_size(m).map_err(|e| usage_error(&format!("-m {m}: {e}")))?),
+        None => None,
+    };
+    let mut opts = Options { name: a.name, cpus, mem_size, console: ConsoleKind::Stdio, testdev: None };
+    let mut testdev_on = None;
+    let mut param = None;
+    for o in &a.opts {
+        let (key, value) = match o.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (o.as_str(), None),
+        };
+        let bad = |why: &str| usage_error(&format!("-o {o}: {why}"));
+        match key {
+            "console" => match value {
+                Some("stdio") => opts.console = ConsoleKind::Stdio,
+                _ => return Err(bad("the console can only be 'stdio' for now")),
+            },
+            "testdev" => {
+                testdev_on = Some(match value {
+                    None => true,
+                    Some(v) => parse_bool(v).ok_or_else(|| bad("expected true or false"))?,
+                })
+            }
+            "testdev.param" => {
+                let v = value.ok_or_else(|| bad("needs a value (testdev.param=N)"))?;
+                param = Some(parse_u64(v).ok_or_else(|| bad("not a number"))?);
+            }
+            _ => return Err(usage_error(&format!("unknown -o key '{key}'"))),
+        }
+    }
+    // A parameter for the test device asks for the device.
+    if testdev_on.unwrap_or(param.is_some()) {
+        opts.testdev = Some(param.unwrap_or(0));
+    }
+    Ok(opts)
+}
+
+/// `-c N` or `-c cpus=N`.
+fn parse_cpus(s: &str) -> Result<u32, String> {
+    let n = match s.split_once('=') {
+        Some(("cpus", n)) => n,
+        Some((key, _)) => return Err(format!("unknown key '{key}' (only cpus= for now)")),
+        None => s,
+    };
+    let n: u32 = n.parse().map_err(|_| format!("'{n}' is not a number of vCPUs"))?;
+    if n == 0 {
+        Err("a VM needs at least 1 vCPU".into())
+    } else if n > MAX_VCPUS {
+        Err(format!("only {MAX_VCPUS} vCPU is supported for now"))
+    } else {
+        Ok(n)
+    }
+}
+
+/// Decimal, or hexadecimal after `0x`.
+fn parse_u64(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// bhyve's configuration booleans.
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "on" | "yes" | "1" => Some(true),
+        "false" | "off" | "no" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// One line for a clap error, naming the offending flag.
+fn clap_message(e: &clap::Error) -> String {
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    match (e.kind(), arg) {
+        (ErrorKind::UnknownArgument, Some(a)) => format!("unknown flag '{a}'"),
+        (ErrorKind::MissingRequiredArgument, Some(a)) => format!("missing {a}"),
+        (ErrorKind::InvalidValue, Some(a)) => format!("flag '{a}' needs a value"),
+        (ErrorKind::ArgumentConflict, Some(a)) => format!("flag '{a}' given twice"),
+        (_, Some(a)) => format!("bad flag '{a}'"),
+        _ => {
+            // Fall back to clap's own first line, without its "error: ".
+            let text = e.render().to_string();
+            text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Options, Exit> {
+        parse(std::iter::once("bhyve").chain(args.iter().copied()).map(OsString::from))
+    }
+
+    fn err(args: &[&str]) -> String {
+        let e = p(args).unwrap_err();
+        assert_eq!(e.code, 2, "{args:?}");
+        assert_eq!(e.err.lines().count(), 2, "one line plus usage: {:?}", e.err);
+        assert!(e.err.ends_with(&format!("{USAGE}\n")));
+        e.err.lines().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        assert_eq!(
+            p(&["g"]).unwrap(),
+            Options { name: "g".into(), cpus: 1, mem_size: None, console: ConsoleKind::Stdio, testdev: None }
+        );
+    }
+
+    #[test]
+    fn bhyve_spelling() {
+        let o = p(&["-c", "1", "-m", "64M", "-o", "console=stdio", "g"]).unwrap();
+        assert_eq!((o.cpus, o.mem_size, o.console), (1, Some(64 << 20), ConsoleKind::Stdio));
+        assert_eq!(p(&["-c", "cpus=1", "g"]).unwrap().cpus, 1);
+        assert_eq!(p(&["-c1", "-m1g", "g"]).unwrap().mem_size, Some(1 << 30));
+    }
+
+    #[test]
+    fn testdev_options() {
+        assert_eq!(p(&["-o", "testdev", "g"]).unwrap().testdev, Some(0));
+        assert_eq!(p(&["-o", "testdev.param=42", "g"]).unwrap().testdev, Some(42));
+        assert_eq!(p(&["-o", "testdev", "-o", "testdev.param=0xfeed", "g"]).unwrap().testdev, Some(0xfeed));
+        assert_eq!(p(&["-o", "testdev.param=18446744073709551615", "g"]).unwrap().testdev, Some(u64::MAX));
+        assert_eq!(p(&["-o", "testdev=true", "g"]).unwrap().testdev, Some(0));
+        assert_eq!(p(&["-o", "testdev=off", "g"]).unwrap().testdev, None);
+        assert_eq!(p(&["-o", "testdev.param=1", "-o", "testdev=false", "g"]).unwrap().testdev, None);
+    }
+
+    #[test]
+    fn bad_o_keys_are_named() {
+        assert_eq!(err(&["-o", "frob=1", "g"]), "bhyve: unknown -o key 'frob'");
+        assert_eq!(err(&["-o", "frob", "g"]), "bhyve: unknown -o key 'frob'");
+        assert_eq!(err(&["-o", "console=tcp", "g"]), "bhyve: -o console=tcp: the console can only be 'stdio' for now");
+        assert_eq!(err(&["-o", "testdev.param=x", "g"]), "bhyve: -o testdev.param=x: not a number");
+        assert_eq!(err(&["-o", "testdev.param", "g"]), "bhyve: -o testdev.param: needs a value (testdev.param=N)");
+        assert!(err(&["-o", "testdev=maybe", "g"]).contains("true or false"));
+    }
+
+    #[test]
+    fn cpu_counts() {
+        assert_eq!(err(&["-c", "2", "g"]), "bhyve: -c 2: only 1 vCPU is supported for now");
+        assert_eq!(err(&["-c", "cpus=4", "g"]), "bhyve: -c cpus=4: only 1 vCPU is supported for now");
+        assert_eq!(err(&["-c", "0", "g"]), "bhyve: -c 0: a VM needs at least 1 vCPU");
+        assert!(err(&["-c", "two", "g"]).starts_with("bhyve: -c two: 'two' is not a number"));
+        assert!(err(&["-c", "sockets=1", "g"]).contains("unknown key 'sockets'"));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        assert_eq!(err(&["-x", "g"]), "bhyve: unknown flag '-x'");
+        assert_eq!(err(&[]), "bhyve: missing <NAME>");
+        assert_eq!(err(&["g", "-m"]), "bhyve: flag '-m <SIZE>' needs a value");
+        assert_eq!(err(&["-m", "12x", "g"]), "bhyve: -m 12x: unknown unit 'x' (use K, M, G or T)");
+        assert_eq!(err(&["-m", "0", "g"]), "bhyve: -m 0: must not be zero");
+        assert!(err(&["g", "h"]).contains("'h'"));
+    }
+
+    #[test]
+    fn help_exits_zero_on_stdout() {
+        let e = p(&["--help"]).unwrap_err();
+        assert_eq!(e.code, 0);
+        assert!(e.out.contains("testdev.param=N") && e.out.contains("-c <[cpus=]N>"));
+        assert!(e.err.is_empty());
+    }
+}

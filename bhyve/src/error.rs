@@ -1,0 +1,142 @@
+//! bhyve's one error type. Each message is one line, printed after `bhyve: `.
+
+use crate::bus::BusError;
+use crate::hyp_exit;
+use bhyveload::size::format_size;
+use vmmapi::{Errno, HypExit, SuspendHow};
+
+/// Why bhyve could not set up the VM, or why a vCPU stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No VM of that name.
+    #[error("VM '{0}' does not exist (create it with bhyveload)")]
+    NoVm(String),
+    /// `/dev/vmmctl` is missing: no VM can exist.
+    #[error("cannot open VM '{0}': the vmm module is not loaded (no /dev/vmmctl)")]
+    NoModule(String),
+    /// `-m` differs from the VM's memory.
+    #[error("VM '{name}' has {} of memory, not {} (-m)", format_size(*have), format_size(*want))]
+    MemoryMismatch {
+        /// The VM.
+        name: String,
+        /// Its memory.
+        have: u64,
+        /// What `-m` asked for.
+        want: u64,
+    },
+    /// The VM has no memory and `-m` was not given.
+    #[error("VM '{0}' has no memory (load it with bhyveload, or give -m SIZE)")]
+    NoMemory(String),
+    /// A libvmmapi call failed; its message names the VM and the errno.
+    #[error("{0}")]
+    Vmm(#[from] vmmapi::Error),
+    /// A device could not be placed on the bus.
+    #[error("cannot place a device: {0}")]
+    Bus(BusError),
+    /// The console could not be set up.
+    #[error("cannot set up the console: {0}")]
+    Console(String),
+    /// The signal handlers could not be installed.
+    #[error("cannot install signal handlers: {}", .0.desc())]
+    Signals(Errno),
+    /// The guest accessed an address no device claims.
+    #[error(
+        "unhandled {} at {gpa:#010x} ({why}), pc {pc:#010x}",
+        access_words(*write, *size, *value)
+    )]
+    UnhandledAccess {
+        /// A write (else a read).
+        write: bool,
+        /// Bytes.
+        size: u8,
+        /// The value written.
+        value: u64,
+        /// Where.
+        gpa: u64,
+        /// The guest's PC.
+        pc: u64,
+        /// Why the bus refused it.
+        why: BusError,
+    },
+    /// The kernel reported an access size that does not exist.
+    #[error("vCPU {vcpu}: the kernel reported an access of {size} bytes at {gpa:#010x} (pc {pc:#010x}); sizes are 1, 2, 4 or 8")]
+    BadAccessSize {
+        /// The vCPU.
+        vcpu: i32,
+        /// The size reported.
+        size: u8,
+        /// Where.
+        gpa: u64,
+        /// The guest's PC.
+        pc: u64,
+    },
+    /// An exit nothing could handle (`HYP`).
+    #[error("{}", hyp_exit::describe(*vcpu, *pc, exit))]
+    Hyp {
+        /// The vCPU.
+        vcpu: i32,
+        /// The guest's PC.
+        pc: u64,
+        /// What the kernel reported.
+        exit: HypExit,
+    },
+    /// An exit code bhyve does not handle yet.
+    #[error("vCPU {vcpu} stopped: exit code {code} ({}) that bhyve does not handle, pc {pc:#010x}", hyp_exit::exit_code_name(*code))]
+    UnhandledExit {
+        /// The vCPU.
+        vcpu: i32,
+        /// The exit code.
+        code: u32,
+        /// The guest's PC.
+        pc: u64,
+    },
+    /// A `SUSPENDED` exit with a reason bhyve has no exit status for.
+    #[error("vCPU {vcpu} stopped: the VM was suspended for no known reason ({how:?})")]
+    UnexpectedSuspend {
+        /// The vCPU.
+        vcpu: i32,
+        /// The reason given.
+        how: SuspendHow,
+    },
+}
+
+/// `read of 8 bytes`, `write of 1 byte (0x41)`.
+fn access_words(write: bool, size: u8, value: u64) -> String {
+    let bytes = if size == 1 { "byte" } else { "bytes" };
+    if write {
+        format!("write of {size} {bytes} ({value:#x})")
+    } else {
+        format!("read of {size} {bytes}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages() {
+        assert_eq!(Error::NoVm("g".into()).to_string(), "VM 'g' does not exist (create it with bhyveload)");
+        let e = Error::UnhandledAccess {
+            write: false,
+            size: 8,
+            value: 0,
+            gpa: 0x4400_0000,
+            pc: 0x4000_0123,
+            why: BusError::NoDevice,
+        };
+        assert_eq!(e.to_string(), "unhandled read of 8 bytes at 0x44000000 (no device there), pc 0x40000123");
+        let e = Error::UnhandledAccess {
+            write: true,
+            size: 1,
+            value: 0x41,
+            gpa: 0x1000,
+            pc: 0x4000_0000,
+            why: BusError::NoDevice,
+        };
+        assert_eq!(e.to_string(), "unhandled write of 1 byte (0x41) at 0x00001000 (no device there), pc 0x40000000");
+        let e = Error::MemoryMismatch { name: "g".into(), have: 128 << 20, want: 64 << 20 };
+        assert_eq!(e.to_string(), "VM 'g' has 128M of memory, not 64M (-m)");
+        assert_eq!(Error::Signals(Errno::EINVAL).to_string(), "cannot install signal handlers: Invalid argument");
+    }
+}

@@ -1,0 +1,38 @@
+//! The guest's physical memory map, QEMU `virt` compatible so that existing
+//! kernels and firmware find their devices where they expect them:
+//!
+//! ```text
+//!   0x0000_0000 +-------------------------+
+//!               | (flash, later)          |
+//!   0x0800_0000 +-------------------------+
+//!               | (GICv3, later)          |
+//!   0x0900_0000 +-------------------------+
+//!               | PL011 UART       4 KiB  |  console
+//!   0x0900_1000 +-------------------------+
+//!               | (PL031 RTC, virtio-mmio, later)
+//!   0x0B00_0000 +-------------------------+
+//!               | test device      4 KiB  |  only with -o testdev
+//!   0x0B00_1000 +-------------------------+
+//!               | (nothing)               |
+//!   0x4000_0000 +-------------------------+
+//!               | RAM              -m SIZE |
+//!               +-------------------------+
+//! ```
+
+/// Start of guest RAM (the kernel module places system memory here).
+pub const RAM_BASE: u64 = vmm_uapi::VM_SYSMEM_BASE;
+
+/// The PL011 UART.
+pub const PL011_BASE: u64 = 0x0900_0000;
+/// Bytes of the PL011's register window.
+pub const PL011_SIZE: u64 = 0x1000;
+
+/// The test device (`-o testdev`).
+pub const TESTDEV_BASE: u64 = 0x0B00_0000;
+/// Bytes of the test device's register window.
+pub const TESTDEV_SIZE: u64 = 0x1000;
+
+// The devices sit below RAM, in this order, without overlap.
+const _: () = assert!(PL011_BASE + PL011_SIZE <= TESTDEV_BASE);
+const _: () = assert!(TESTDEV_BASE + TESTDEV_SIZE <= RAM_BASE);
+const _: () = assert!(RAM_BASE == 0x4000_0000);

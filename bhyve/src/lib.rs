@@ -1,0 +1,15 @@
+//! bhyve's parts, apart from its `main`: the MMIO bus, the device models, the
+//! vCPU loop and its exit handling, PSCI, the console and the command line.
+//! Everything here that does not need the kernel is unit-tested on any host.
+
+pub mod bus;
+pub mod cli;
+pub mod console;
+pub mod devices;
+pub mod error;
+pub mod fpcheck;
+pub mod hyp_exit;
+pub mod layout;
+pub mod psci;
+pub mod signals;
+pub mod vcpu;

@@ -1,0 +1,148 @@
+//! bhyveload's command line, in bhyve's spelling: `bhyveload -m SIZE [-k FILE] NAME`.
+//! A bad or missing flag gives one line naming it, the usage, and exit 2.
+
+use bhyveload::size::parse_mem_size;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::Parser;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// One-line usage printed under every command-line error.
+pub const USAGE: &str = "usage: bhyveload -m SIZE [-k FILE] NAME  (see --help)";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bhyveload",
+    about = "Create a VM if needed, give it memory, and load its kernel",
+    disable_version_flag = true,
+    after_help = "SIZE is bytes, or a number with K, M, G or T (either case), a multiple of 4K.\n\
+                  An existing VM is reused if its memory has the same size.\n\
+                  Exit status: 0 on success, 1 when loading fails, 2 for a bad command line."
+)]
+struct Args {
+    /// Guest memory size.
+    #[arg(short = 'm', value_name = "SIZE", required = true)]
+    mem: String,
+    /// Kernel to load: an arm64 Linux Image (placed as Linux's booting.rst
+    /// says), or any other file, loaded and entered at the start of RAM.
+    #[arg(short = 'k', value_name = "FILE")]
+    kernel: Option<PathBuf>,
+    /// The VM, created if it does not exist.
+    #[arg(value_name = "NAME")]
+    name: String,
+}
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Command {
+    /// The VM's name.
+    pub name: String,
+    /// Guest memory in bytes (non-zero, whole pages).
+    pub mem_size: u64,
+    /// The kernel to load, if any.
+    pub kernel: Option<PathBuf>,
+}
+
+/// Leave now: print these and exit with `code`.
+#[derive(Debug)]
+pub struct Exit {
+    /// Exit status.
+    pub code: u8,
+    /// For stdout (help).
+    pub out: String,
+    /// For stderr (errors).
+    pub err: String,
+}
+
+fn usage_error(msg: &str) -> Exit {
+    Exit { code: 2, out: String::new(), err: format!("bhyveload: {msg}\n{USAGE}\n") }
+}
+
+/// Parses the arguments (the first is the program name).
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
+    let a = Args::try_parse_from(args).map_err(|e| match e.kind() {
+        ErrorKind::DisplayHelp => Exit { code: 0, out: e.render().to_string(), err: String::new() },
+        _ => usage_error(&clap_message(&e)),
+    })?;
+    let mem_size = parse_mem_size(&a.mem).map_err(|e| usage_error(&format!("-m {}: {e}", a.mem)))?;
+    Ok(Command { name: a.name, mem_size, kernel: a.kernel })
+}
+
+/// One line for a clap error, naming the offending flag.
+fn clap_message(e: &clap::Error) -> String {
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => v.first().cloned(),
+        _ => None,
+    };
+    match (e.kind(), arg) {
+        (ErrorKind::UnknownArgument, Some(a)) => format!("unknown flag '{a}'"),
+        (ErrorKind::MissingRequiredArgument, Some(a)) => format!("missing {a}"),
+        (ErrorKind::InvalidValue, Some(a)) => format!("flag '{a}' needs a value"),
+        (ErrorKind::ArgumentConflict, Some(a)) => format!("flag '{a}' given twice"),
+        (_, Some(a)) => format!("bad flag '{a}'"),
+        _ => {
+            // Fall back to clap's own first line, without its "error: ".
+            let text = e.render().to_string();
+            text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Command, Exit> {
+        parse(std::iter::once("bhyveload").chain(args.iter().copied()).map(OsString::from))
+    }
+
+    fn err(args: &[&str]) -> String {
+        let e = p(args).unwrap_err();
+        assert_eq!(e.code, 2, "{args:?}");
+        assert_eq!(e.err.lines().count(), 2, "one line plus usage: {:?}", e.err);
+        assert!(e.err.ends_with(&format!("{USAGE}\n")));
+        e.err.lines().next().unwrap().to_string()
+    }
+
+    #[test]
+    fn bhyve_spelling() {
+        assert_eq!(
+            p(&["-m", "64M", "-k", "Image", "g"]).unwrap(),
+            Command { name: "g".into(), mem_size: 64 << 20, kernel: Some("Image".into()) }
+        );
+        assert_eq!(
+            p(&["-m512m", "guest"]).unwrap(),
+            Command { name: "guest".into(), mem_size: 512 << 20, kernel: None }
+        );
+        assert_eq!(p(&["g", "-m", "1G"]).unwrap().mem_size, 1 << 30);
+    }
+
+    #[test]
+    fn bad_sizes_name_m() {
+        assert_eq!(err(&["-m", "12x", "g"]), "bhyveload: -m 12x: unknown unit 'x' (use K, M, G or T)");
+        assert_eq!(err(&["-m", "0", "g"]), "bhyveload: -m 0: must not be zero");
+        assert_eq!(err(&["-m", "1000", "g"]), "bhyveload: -m 1000: 1000 bytes is not a multiple of 4K");
+        assert!(err(&["-m", "big", "g"]).starts_with("bhyveload: -m big: not a size"));
+        assert_eq!(err(&["-m", "99999999T", "g"]), "bhyveload: -m 99999999T: too large");
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        assert_eq!(err(&["-x", "-m", "1M", "g"]), "bhyveload: unknown flag '-x'");
+        assert_eq!(err(&["g"]), "bhyveload: missing -m <SIZE>");
+        assert_eq!(err(&["-m", "1M"]), "bhyveload: missing <NAME>");
+        assert_eq!(err(&["g", "-m"]), "bhyveload: flag '-m <SIZE>' needs a value");
+        assert_eq!(err(&["-m", "1M", "g", "-k"]), "bhyveload: flag '-k <FILE>' needs a value");
+        assert!(err(&["-m", "1M", "g", "h"]).contains("'h'"));
+        assert!(err(&["-m", "1M", "-m", "2M", "g"]).contains("-m"));
+    }
+
+    #[test]
+    fn help_exits_zero_on_stdout() {
+        let e = p(&["--help"]).unwrap_err();
+        assert_eq!(e.code, 0);
+        assert!(e.out.contains("-m <SIZE>") && e.out.contains("-k <FILE>"));
+        assert!(e.err.is_empty());
+    }
+}

@@ -1,0 +1,88 @@
+//! bhyveload's one error type. Each message is one line, printed after
+//! `bhyveload: `, and names the file or VM concerned.
+
+use bhyveload::image::ImageError;
+use bhyveload::size::format_size;
+use std::path::PathBuf;
+
+/// Why loading failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel file could not be read.
+    #[error("cannot read '{}': {reason}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The error in words.
+        reason: String,
+    },
+    /// The kernel file cannot be loaded into this VM.
+    #[error("'{}' {source}", path.display())]
+    Kernel {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ImageError,
+    },
+    /// A pipe or device that gives more bytes than the memory holds.
+    #[error("'{}' holds more than the VM's {} of memory", path.display(), format_size(*ram))]
+    StreamTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The VM's memory.
+        ram: u64,
+    },
+    /// The VM exists with memory of another size.
+    #[error("VM '{name}' exists with {} of memory, not {}", format_size(*have), format_size(*want))]
+    MemoryMismatch {
+        /// The VM.
+        name: String,
+        /// Its memory.
+        have: u64,
+        /// What `-m` asked for.
+        want: u64,
+    },
+    /// Guest memory does not cover where the kernel goes (the mapping is
+    /// smaller than the VM's memory size said).
+    #[error("VM '{name}': cannot write {} at {gpa:#x}: not in the mapped guest memory", format_size(*len))]
+    GuestWrite {
+        /// The VM.
+        name: String,
+        /// Where.
+        gpa: u64,
+        /// How much.
+        len: u64,
+    },
+    /// A libvmmapi call failed; its message names the VM and the errno.
+    #[error("{0}")]
+    Vmm(#[from] vmmapi::Error),
+}
+
+/// An I/O error in words, without Rust's "(os error N)".
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => vmmapi::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages() {
+        let e = Error::Read {
+            path: "prog.bin".into(),
+            reason: io_reason(&std::io::Error::from_raw_os_error(libc::ENOENT)),
+        };
+        assert_eq!(e.to_string(), "cannot read 'prog.bin': No such file or directory");
+        let e = Error::MemoryMismatch { name: "g".into(), have: 128 << 20, want: 64 << 20 };
+        assert_eq!(e.to_string(), "VM 'g' exists with 128M of memory, not 64M");
+        let e = Error::Kernel { path: "Image".into(), source: ImageError::BigEndian };
+        assert_eq!(e.to_string(), "'Image' is a big-endian arm64 Image; only little-endian kernels can run here");
+        let e =
+            Error::Kernel { path: "prog.bin".into(), source: ImageError::TooLarge { len: 130 << 20, ram: 64 << 20 } };
+        assert_eq!(e.to_string(), "'prog.bin' is 130M but the VM has 64M of memory");
+    }
+}

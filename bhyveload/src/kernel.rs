@@ -1,0 +1,120 @@
+//! Reading the kernel file and deciding where it goes, before any VM is
+//! touched: a file that cannot be loaded leaves nothing behind.
+
+use crate::error::{io_reason, Error};
+use bhyveload::image::{self, ImageError, Placement};
+use std::io::Read;
+use std::path::Path;
+
+/// A kernel read from its file, with its place in guest memory.
+#[derive(Debug)]
+pub struct LoadedKernel {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// Where they go and where the vCPU starts.
+    pub placement: Placement,
+}
+
+/// Reads `path` and places it in `ram_size` bytes of RAM at `ram_base`.
+pub fn read_kernel(path: &Path, ram_base: u64, ram_size: u64) -> Result<LoadedKernel, Error> {
+    let read_err = |e: std::io::Error| Error::Read { path: path.to_path_buf(), reason: io_reason(&e) };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    // Never read more than could fit plus one byte: the file may be huge, or
+    // a device without end such as /dev/zero.
+    let mut bytes = Vec::new();
+    file.take(ram_size.saturating_add(1)).read_to_end(&mut bytes).map_err(read_err)?;
+    let len = bytes.len() as u64;
+    if len > ram_size {
+        // A regular file says how long it is; a pipe or device only that it
+        // holds more than fits.
+        return Err(match std::fs::metadata(path) {
+            Ok(m) if m.is_file() => Error::Kernel {
+                path: path.to_path_buf(),
+                source: ImageError::TooLarge { len: m.len().max(len), ram: ram_size },
+            },
+            _ => Error::StreamTooLarge { path: path.to_path_buf(), ram: ram_size },
+        });
+    }
+    let placement = image::place(image::identify(&bytes), len, ram_base, ram_size)
+        .map_err(|source| Error::Kernel { path: path.to_path_buf(), source })?;
+    Ok(LoadedKernel { bytes, placement })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bhyveload::image::{HEADER_LEN, IMAGE_MAGIC};
+    use std::path::PathBuf;
+
+    const RAM: u64 = 0x4000_0000;
+
+    /// A file in a fresh directory under the system's temporary directory.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, contents: &[u8]) -> Self {
+            let dir = std::env::temp_dir().join(format!("bhyveload-test-{}-{name}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(name);
+            std::fs::write(&path, contents).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let e = read_kernel(Path::new("/nonexistent/prog.bin"), RAM, 1 << 20).unwrap_err();
+        assert_eq!(e.to_string(), "cannot read '/nonexistent/prog.bin': No such file or directory");
+    }
+
+    #[test]
+    fn raw_binary_at_ram_start() {
+        let f = TempFile::new("prog.bin", &[0xaa; 100]);
+        let k = read_kernel(&f.0, RAM, 1 << 20).unwrap();
+        assert_eq!(k.bytes, vec![0xaa; 100]);
+        assert_eq!((k.placement.load_addr, k.placement.entry), (RAM, RAM));
+    }
+
+    #[test]
+    fn too_large_names_both_sizes() {
+        let f = TempFile::new("big.bin", &vec![1u8; 8192]);
+        let e = read_kernel(&f.0, RAM, 4096).unwrap_err();
+        assert!(e.to_string().ends_with("big.bin' is 8K but the VM has 4K of memory"), "{e}");
+    }
+
+    #[test]
+    fn linux_image_at_text_offset() {
+        let mut img = vec![0u8; 4096];
+        img[8..16].copy_from_slice(&0x8_0000u64.to_le_bytes());
+        img[16..24].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        img[0x38..0x3c].copy_from_slice(&IMAGE_MAGIC.to_le_bytes());
+        assert!(img.len() >= HEADER_LEN);
+        let f = TempFile::new("Image", &img);
+        let k = read_kernel(&f.0, RAM, 4 << 20).unwrap();
+        assert_eq!(k.placement.load_addr, RAM + 0x8_0000);
+        assert_eq!(k.placement.span, 0x10_0000);
+        let e = read_kernel(&f.0, RAM, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("needing 1M at offset 0x80000"), "{e}");
+    }
+
+    #[test]
+    fn endless_devices_are_not_read_to_the_end() {
+        let e = read_kernel(Path::new("/dev/zero"), RAM, 4096).unwrap_err();
+        assert_eq!(e.to_string(), "'/dev/zero' holds more than the VM's 4K of memory");
+    }
+
+    #[test]
+    fn empty_file() {
+        let f = TempFile::new("empty", b"");
+        let e = read_kernel(&f.0, RAM, 4096).unwrap_err();
+        assert!(e.to_string().ends_with("empty' is empty"), "{e}");
+    }
+}

@@ -1,0 +1,60 @@
+//! Runtime shared by the test guests: boot code, PL011 console, hypercalls,
+//! MMIO accessors with known instructions, the testdev device and the timer.
+//!
+//! Each guest is a `src/bin/*.rs` with `#![no_std]`, `#![no_main]` and
+//! `guests::entry!(main)`, where `main` is `fn() -> !`.
+
+#![no_std]
+
+mod boot;
+pub mod mmio;
+pub mod smccc;
+pub mod testdev;
+pub mod timer;
+pub mod uart;
+
+pub use boot::unexpected_exception;
+
+/// Start of guest RAM, where the guest is loaded and entered.
+pub const RAM_BASE: usize = 0x4000_0000;
+
+/// Top of the boot stack (`link.ld`): the image and stack lie below it.
+pub const STACK_TOP: usize = 0x4010_0000;
+
+/// Names the guest's `fn() -> !` main, called by `_start` once the stack,
+/// FP/SIMD and `.bss` are ready. Also records the binary's name, which
+/// prefixes the runtime's own messages (panics, unexpected exceptions).
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[no_mangle]
+        extern "C" fn __guest_main() -> ! {
+            let main: fn() -> ! = $main;
+            main()
+        }
+
+        #[no_mangle]
+        static __GUEST_NAME: &str = env!("CARGO_BIN_NAME");
+    };
+}
+
+extern "Rust" {
+    /// Defined by [`entry!`] in the guest binary.
+    static __GUEST_NAME: &'static str;
+}
+
+/// This guest's name (its binary's name).
+pub fn name() -> &'static str {
+    // SAFETY: every guest defines it with this type through `entry!`, and it
+    // is never written.
+    unsafe { __GUEST_NAME }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    match info.location() {
+        Some(l) => println!("{}: PANIC at {}:{}: {}", name(), l.file(), l.line(), info.message()),
+        None => println!("{}: PANIC: {}", name(), info.message()),
+    }
+    smccc::system_off()
+}

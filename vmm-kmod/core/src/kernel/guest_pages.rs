@@ -1,0 +1,29 @@
+//! Guest RAM pages from the kernel's page allocator.
+
+use super::sys;
+use crate::memory::GuestPages;
+
+/// Pages for guests: zeroed, accounted to the process, and never a reason
+/// for the OOM killer (an allocation fails instead, and the VM stops).
+#[derive(Default)]
+pub struct KernelGuestPages;
+
+impl GuestPages for KernelGuestPages {
+    fn alloc(&mut self) -> Option<u64> {
+        let va = sys::alloc_guest_page();
+        (!va.is_null()).then(|| sys::virt_to_phys(va))
+    }
+
+    fn put(&mut self, pa: u64) {
+        // SAFETY: `pa` is a page alloc() returned; this drops the VM's
+        // reference (a userspace mapping may still hold its own).
+        unsafe { sys::put_page(sys::phys_to_virt(pa)) }
+    }
+
+    fn make_coherent(&mut self, pa: u64) {
+        #[cfg(target_arch = "aarch64")]
+        crate::arch::aarch64::publish_page(sys::phys_to_virt(pa));
+        #[cfg(not(target_arch = "aarch64"))]
+        let _ = pa;
+    }
+}

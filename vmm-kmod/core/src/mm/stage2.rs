@@ -1,0 +1,288 @@
+//! Stage-2 translation: guest physical (IPA) to host physical, per VM.
+//!
+//! 4 KiB granule; the IPA size comes from the host's PARange. As KVM does,
+//! the start level is chosen so that at most 16 tables are concatenated at
+//! the root, which keeps walks one level shorter where the architecture
+//! allows. Guest RAM is mapped page by page on first touch; a page that
+//! userspace touched first (through `mmap`) is kept in an *invalid*
+//! descriptor marked [`SW_ALLOCATED`], so the guest's first access still
+//! traps and the kernel can make the page coherent before the guest sees it.
+
+use super::{level_index, level_shift, TableAlloc, ADDR_MASK, DESC_AF, DESC_TABLE, DESC_VALID};
+
+/// Stage-2 MemAttr[3:0] = 0b1111: Normal, outer and inner write-back.
+const MEMATTR_NORMAL_WB: u64 = 0xf << 2;
+/// S2AP = 0b11: read and write.
+const S2AP_RW: u64 = 3 << 6;
+/// Inner shareable.
+const SH_INNER: u64 = 3 << 8;
+/// A valid level-3 page descriptor's attributes for guest RAM.
+pub const S2_PAGE_RAM: u64 = DESC_VALID | DESC_TABLE | MEMATTR_NORMAL_WB | S2AP_RW | SH_INNER | DESC_AF;
+/// Software bit of an invalid descriptor: a page is allocated at its address
+/// but not yet made visible to the guest.
+pub const SW_ALLOCATED: u64 = 1 << 55;
+
+/// The shape of a VM's stage-2 tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// IPA size in bits.
+    pub ipa_bits: u32,
+    /// Level of the root table (0, 1 or 2).
+    pub start_level: u32,
+    /// log2 of the number of concatenated root tables (0..=4).
+    pub root_order: u32,
+}
+
+impl Geometry {
+    /// The PA size in bits of an `ID_AA64MMFR0_EL1.PARange` value (52 is capped at 48).
+    pub fn parange_bits(parange: u64) -> u32 {
+        match parange & 0xf {
+            0 => 32,
+            1 => 36,
+            2 => 40,
+            3 => 42,
+            4 => 44,
+            _ => 48,
+        }
+    }
+
+    /// The geometry for an IPA of `ipa_bits` (32 to 48).
+    pub fn new(ipa_bits: u32) -> Self {
+        let ipa_bits = ipa_bits.clamp(32, 48);
+        // Levels for a walk of (ipa_bits - 4) bits: up to 16 concatenated root tables.
+        let levels = (ipa_bits - 4 - 4) / 9;
+        let start_level = 4 - levels;
+        let entries_log2 = ipa_bits - level_shift(start_level);
+        let root_order = entries_log2.saturating_sub(9);
+        Self { ipa_bits, start_level, root_order }
+    }
+
+    /// VTCR_EL2 for this geometry: T0SZ, SL0, cacheable inner-shareable
+    /// walks, 4 KiB granule, PS from `parange`, 8-bit VMIDs, RES1 bit 31.
+    pub fn vtcr(&self, parange: u64) -> u64 {
+        let sl0 = match self.start_level {
+            0 => 2,
+            1 => 1,
+            _ => 0,
+        };
+        (64 - self.ipa_bits as u64) | sl0 << 6 | 1 << 8 | 1 << 10 | 3 << 12 | (parange & 7) << 16 | 1 << 31
+    }
+
+    /// One past the highest IPA.
+    pub fn ipa_limit(&self) -> u64 {
+        1u64 << self.ipa_bits
+    }
+}
+
+/// What a level-3 descriptor holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaf {
+    /// Nothing.
+    Empty,
+    /// A page at this PA, not yet visible to the guest.
+    Allocated(u64),
+    /// A page at this PA, mapped for the guest.
+    Mapped(u64),
+}
+
+impl Leaf {
+    /// Decodes a descriptor.
+    pub fn from_desc(d: u64) -> Leaf {
+        if d & DESC_VALID != 0 {
+            Leaf::Mapped(d & ADDR_MASK)
+        } else if d & SW_ALLOCATED != 0 {
+            Leaf::Allocated(d & ADDR_MASK)
+        } else {
+            Leaf::Empty
+        }
+    }
+
+    /// The page's PA, if any.
+    pub fn pa(self) -> Option<u64> {
+        match self {
+            Leaf::Empty => None,
+            Leaf::Allocated(pa) | Leaf::Mapped(pa) => Some(pa),
+        }
+    }
+}
+
+/// Out of memory for a table page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NoMemory;
+
+/// A VM's stage-2 tables.
+pub struct Stage2 {
+    root_va: *mut u64,
+    root_pa: u64,
+    geo: Geometry,
+}
+
+// SAFETY: the tables are plain memory owned by this value; callers
+// serialise modifications (the VM's memory lock).
+unsafe impl Send for Stage2 {}
+// SAFETY: as above.
+unsafe impl Sync for Stage2 {}
+
+impl Stage2 {
+    /// Empty tables of the given geometry.
+    pub fn new(alloc: &mut impl TableAlloc, geo: Geometry) -> Result<Self, NoMemory> {
+        let (root_va, root_pa) = alloc.alloc(geo.root_order).ok_or(NoMemory)?;
+        Ok(Self { root_va, root_pa, geo })
+    }
+
+    /// The geometry.
+    pub fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    /// VTTBR_EL2 for these tables and `vmid`.
+    pub fn vttbr(&self, vmid: u16) -> u64 {
+        self.root_pa | (vmid as u64) << 48
+    }
+
+    fn root_entry(&self, ipa: u64) -> *mut u64 {
+        // The root may be several concatenated tables: index by all the bits it covers.
+        let idx = (ipa >> level_shift(self.geo.start_level)) as usize;
+        // SAFETY: ipa < ipa_limit (checked by callers), so idx is within the
+        // (512 << root_order) root entries.
+        unsafe { self.root_va.add(idx) }
+    }
+
+    /// The level-3 descriptor for `ipa`, creating the tables on the way if
+    /// `create`. `Ok(None)`: no table and not asked to create one.
+    pub fn leaf_entry(
+        &mut self,
+        alloc: &mut impl TableAlloc,
+        ipa: u64,
+        create: bool,
+    ) -> Result<Option<*mut u64>, NoMemory> {
+        if ipa >= self.geo.ipa_limit() {
+            return Ok(None);
+        }
+        let mut entry = self.root_entry(ipa);
+        for level in self.geo.start_level..3 {
+            // SAFETY: `entry` points into a live table of ours.
+            let d = unsafe { *entry };
+            let table = if d & DESC_VALID != 0 {
+                alloc.phys_to_virt(d & ADDR_MASK)
+            } else if create {
+                let (va, pa) = alloc.alloc(0).ok_or(NoMemory)?;
+                // SAFETY: as above.
+                unsafe { *entry = pa | DESC_TABLE | DESC_VALID };
+                va
+            } else {
+                return Ok(None);
+            };
+            // SAFETY: `table` is a live 512-entry table page.
+            entry = unsafe { table.add(level_index(ipa, level + 1)) };
+        }
+        Ok(Some(entry))
+    }
+
+    /// What is at `ipa`.
+    pub fn lookup(&mut self, alloc: &mut impl TableAlloc, ipa: u64) -> Leaf {
+        match self.leaf_entry(alloc, ipa, false) {
+            // SAFETY: a live descriptor of ours.
+            Ok(Some(e)) => Leaf::from_desc(unsafe { *e }),
+            _ => Leaf::Empty,
+        }
+    }
+
+    /// Calls `f` with the PA of every page held (allocated or mapped), then
+    /// frees all tables. The caller must invalidate the VMID's TLB entries.
+    pub fn destroy(self, alloc: &mut impl TableAlloc, mut f: impl FnMut(u64)) {
+        let n = 512usize << self.geo.root_order;
+        for i in 0..n {
+            // SAFETY: within the root.
+            let d = unsafe { *self.root_va.add(i) };
+            if d & DESC_VALID != 0 {
+                destroy_table(alloc, alloc.phys_to_virt(d & ADDR_MASK), self.geo.start_level + 1, &mut f);
+            }
+        }
+        alloc.free(self.root_va, self.geo.root_order);
+    }
+}
+
+fn destroy_table(alloc: &mut impl TableAlloc, table: *mut u64, level: u32, f: &mut impl FnMut(u64)) {
+    for i in 0..512 {
+        // SAFETY: a live table page of ours.
+        let d = unsafe { *table.add(i) };
+        if level == 3 {
+            if let Some(pa) = Leaf::from_desc(d).pa() {
+                f(pa);
+            }
+        } else if d & DESC_VALID != 0 {
+            destroy_table(alloc, alloc.phys_to_virt(d & ADDR_MASK), level + 1, f);
+        }
+    }
+    alloc.free(table, 0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mm::testalloc::HeapAlloc;
+
+    #[test]
+    fn geometry_follows_the_architecture() {
+        // (ipa bits, start level, concatenated root tables as log2)
+        for (bits, level, order) in [(32, 2, 2), (36, 1, 0), (40, 1, 1), (42, 1, 3), (44, 0, 0), (48, 0, 0)] {
+            let g = Geometry::new(bits);
+            assert_eq!((g.start_level, g.root_order), (level, order), "{bits}-bit IPA");
+        }
+        assert_eq!(Geometry::parange_bits(2), 40);
+        assert_eq!(Geometry::parange_bits(6), 48);
+        let v = Geometry::new(40).vtcr(2);
+        assert_eq!(v & 0x3f, 24, "T0SZ");
+        assert_eq!((v >> 6) & 3, 1, "SL0 = level 1");
+        assert_eq!((v >> 16) & 7, 2, "PS");
+        assert_eq!(Geometry::new(44).vtcr(4) >> 6 & 3, 2, "SL0 = level 0");
+    }
+
+    #[test]
+    fn leaves_are_created_found_and_freed() {
+        for bits in [32, 40, 44] {
+            let mut a = HeapAlloc::default();
+            let mut s2 = Stage2::new(&mut a, Geometry::new(bits)).unwrap();
+            let ipa = 0x4000_3000;
+            assert_eq!(s2.lookup(&mut a, ipa), Leaf::Empty);
+            let e = s2.leaf_entry(&mut a, ipa, true).unwrap().unwrap();
+            // SAFETY: a live descriptor.
+            unsafe { *e = 0x1234_5000 | S2_PAGE_RAM };
+            assert_eq!(s2.lookup(&mut a, ipa), Leaf::Mapped(0x1234_5000));
+            let e = s2.leaf_entry(&mut a, ipa + 0x1000, true).unwrap().unwrap();
+            // SAFETY: as above.
+            unsafe { *e = 0x5555_5000 | SW_ALLOCATED };
+            assert_eq!(s2.lookup(&mut a, ipa + 0x1000), Leaf::Allocated(0x5555_5000));
+            assert_eq!(s2.lookup(&mut a, ipa + 0x2000), Leaf::Empty);
+            // The top of the IPA space works; beyond it is never mapped.
+            let top = (1u64 << bits) - 0x1000;
+            assert!(s2.leaf_entry(&mut a, top, true).unwrap().is_some());
+            assert!(s2.leaf_entry(&mut a, 1u64 << bits, true).unwrap().is_none());
+            let mut pages = vec![];
+            s2.destroy(&mut a, |pa| pages.push(pa));
+            pages.sort();
+            assert_eq!(pages, vec![0x1234_5000, 0x5555_5000]);
+            assert_eq!(a.live, 0, "{bits}-bit: every table freed");
+        }
+    }
+
+    #[test]
+    fn vttbr_carries_the_vmid() {
+        let mut a = HeapAlloc::default();
+        let s2 = Stage2::new(&mut a, Geometry::new(40)).unwrap();
+        let v = s2.vttbr(7);
+        assert_eq!(v >> 48, 7);
+        assert_eq!(v & 0x1fff, 0, "8 KiB aligned root for 2 concatenated tables");
+        s2.destroy(&mut a, |_| {});
+    }
+
+    #[test]
+    fn table_allocation_failure_is_reported() {
+        let mut a = HeapAlloc { fail_after: Some(1), ..Default::default() };
+        let mut s2 = Stage2::new(&mut a, Geometry::new(40)).unwrap();
+        assert_eq!(s2.leaf_entry(&mut a, 0x4000_0000, true), Err(NoMemory));
+        s2.destroy(&mut a, |_| {});
+        assert_eq!(a.live, 0);
+    }
+}

@@ -1,0 +1,469 @@
+//! What the kernel does with a guest exit: handle it here and resume (the
+//! host-kernel tier), or describe it for userspace (`VM_RUN` returns).
+//! Pure logic over the saved context, tested with real syndromes.
+
+use super::context::{Context, Sys, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
+use super::stats::{Stat, Stats};
+use vmm_uapi::esr::{ec, DataAbort, Esr};
+use vmm_uapi::{hyp_reason, HypExit, InstEmul, VmExit};
+
+/// SMCCC_VERSION.
+pub const SMCCC_VERSION: u64 = 0x8000_0000;
+/// SMCCC_ARCH_FEATURES.
+pub const SMCCC_ARCH_FEATURES: u64 = 0x8000_0001;
+/// The SMCCC version we implement: 1.1.
+pub const SMCCC_VERSION_1_1: u64 = 0x1_0001;
+/// SMCCC NOT_SUPPORTED (-1).
+pub const SMCCC_RET_NOT_SUPPORTED: u64 = u64::MAX;
+
+/// Guest memory as the exit handler needs it.
+pub trait GuestMemory {
+    /// Whether `ipa` is guest RAM.
+    fn is_ram(&self, ipa: u64) -> bool;
+    /// Maps the page at `ipa` for the guest; false when the host has no memory.
+    fn fault_in(&mut self, ipa: u64) -> bool;
+}
+
+/// What the run loop does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Enter the guest again.
+    Resume,
+    /// Give the CPU away, then enter again (WFI/WFE).
+    Yield,
+    /// Return to userspace with the exit filled in.
+    ToUser,
+}
+
+/// What must happen when userspace runs the vCPU again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pending {
+    /// Nothing.
+    #[default]
+    None,
+    /// Write the value userspace read into the register, step the PC.
+    MmioRead(DataAbort),
+    /// Step the PC past the emulated store.
+    MmioWrite,
+}
+
+/// The IPA of a stage-2 abort: HPFAR_EL2.FIPA gives bits [51:12], FAR the page offset.
+pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
+    ((hpfar >> 4) << 12) | (far & 0xfff)
+}
+
+/// Handles the exit recorded in `ctx.exit`. For [`Outcome::ToUser`] the
+/// exit is in `out`; `pending` says what the next run must finish.
+pub fn handle(
+    ctx: &mut Context,
+    mem: &mut impl GuestMemory,
+    stats: &Stats,
+    out: &mut VmExit,
+    pending: &mut Pending,
+) -> Outcome {
+    stats.inc(Stat::Exits);
+    match ctx.exit.kind {
+        EXIT_IRQ | EXIT_FIQ => {
+            stats.inc(Stat::HostIrq);
+            Outcome::Resume
+        }
+        EXIT_SERROR => {
+            stats.inc(Stat::Serror);
+            hyp(ctx, out, hyp_reason::SERROR)
+        }
+        EXIT_SYNC => handle_sync(ctx, mem, stats, out, pending),
+        _ => hyp(ctx, out, hyp_reason::SYNC),
+    }
+}
+
+fn hyp(ctx: &Context, out: &mut VmExit, reason: u32) -> Outcome {
+    out.pc = ctx.pc;
+    out.inst_length = 4;
+    out.set_hyp(&HypExit {
+        exception_nr: reason,
+        esr_el2: ctx.exit.esr,
+        far_el2: ctx.exit.far,
+        hpfar_el2: ctx.exit.hpfar,
+    });
+    Outcome::ToUser
+}
+
+fn handle_sync(
+    ctx: &mut Context,
+    mem: &mut impl GuestMemory,
+    stats: &Stats,
+    out: &mut VmExit,
+    pending: &mut Pending,
+) -> Outcome {
+    let esr = Esr(ctx.exit.esr);
+    match esr.ec() {
+        ec::HVC64 => {
+            stats.inc(Stat::Hvc);
+            smccc(ctx, stats, out, esr)
+        }
+        ec::SMC64 => {
+            // A trapped SMC returns to itself: step over it first.
+            stats.inc(Stat::Smc);
+            ctx.pc += 4;
+            smccc(ctx, stats, out, esr)
+        }
+        ec::DABT_LOW => data_abort(ctx, mem, stats, out, pending, esr),
+        ec::IABT_LOW => {
+            stats.inc(Stat::InstAbort);
+            let ipa = fault_ipa(ctx.exit.hpfar, ctx.exit.far);
+            if mem.is_ram(ipa) && esr.is_translation_fault() {
+                return fault_in(ctx, mem, stats, out, ipa);
+            }
+            hyp(ctx, out, hyp_reason::IABT_OUTSIDE_MEMORY)
+        }
+        ec::SYS64 => {
+            stats.inc(Stat::Sysreg);
+            sysreg(ctx, stats, esr)
+        }
+        ec::WFX => {
+            stats.inc(Stat::Wfx);
+            ctx.pc += 4;
+            Outcome::Yield
+        }
+        // Features the guest is not given: SVE, pointer authentication.
+        ec::SVE | ec::PAC => {
+            inject_undef(ctx);
+            stats.inc(Stat::Undef);
+            Outcome::Resume
+        }
+        _ => {
+            stats.inc(Stat::Other);
+            hyp(ctx, out, hyp_reason::SYNC)
+        }
+    }
+}
+
+/// An SMCCC call: the kernel answers the SMCCC discovery calls itself;
+/// everything else (PSCI, vendor calls) is for userspace.
+fn smccc(ctx: &mut Context, stats: &Stats, out: &mut VmExit, esr: Esr) -> Outcome {
+    let func = ctx.x[0];
+    // SMCCC calls use immediate 0; anything else is not a call we know.
+    if esr.iss() & 0xffff != 0 {
+        ctx.x[0] = SMCCC_RET_NOT_SUPPORTED;
+        return Outcome::Resume;
+    }
+    match func & 0xffff_ffff {
+        SMCCC_VERSION => {
+            ctx.x[0] = SMCCC_VERSION_1_1;
+            stats.inc(Stat::SmcccInKernel);
+            Outcome::Resume
+        }
+        SMCCC_ARCH_FEATURES => {
+            // Only the discovery calls themselves are implemented; the
+            // Spectre workaround calls are not offered.
+            ctx.x[0] = match ctx.x[1] & 0xffff_ffff {
+                SMCCC_VERSION | SMCCC_ARCH_FEATURES => 0,
+                _ => SMCCC_RET_NOT_SUPPORTED,
+            };
+            stats.inc(Stat::SmcccInKernel);
+            Outcome::Resume
+        }
+        _ => {
+            let mut args = [0; 7];
+            args.copy_from_slice(&ctx.x[1..8]);
+            out.pc = ctx.pc;
+            out.inst_length = 4;
+            out.set_smccc(func, &args);
+            Outcome::ToUser
+        }
+    }
+}
+
+fn fault_in(ctx: &Context, mem: &mut impl GuestMemory, stats: &Stats, out: &mut VmExit, ipa: u64) -> Outcome {
+    if mem.fault_in(ipa) {
+        stats.inc(Stat::MemFault);
+        Outcome::Resume
+    } else {
+        hyp(ctx, out, hyp_reason::NO_MEMORY)
+    }
+}
+
+fn data_abort(
+    ctx: &mut Context,
+    mem: &mut impl GuestMemory,
+    stats: &Stats,
+    out: &mut VmExit,
+    pending: &mut Pending,
+    esr: Esr,
+) -> Outcome {
+    let ipa = fault_ipa(ctx.exit.hpfar, ctx.exit.far);
+    if mem.is_ram(ipa) {
+        if esr.is_translation_fault() {
+            return fault_in(ctx, mem, stats, out, ipa);
+        }
+        return hyp(ctx, out, hyp_reason::SYNC);
+    }
+    // Outside memory: MMIO, unless the guest's own page tables point there.
+    if esr.s1ptw() {
+        return hyp(ctx, out, hyp_reason::S1PTW_OUTSIDE_MEMORY);
+    }
+    // FAR not valid (FnV): the exact address is unknown.
+    if esr.iss() & (1 << 10) != 0 {
+        return hyp(ctx, out, hyp_reason::DABT_NO_SYNDROME);
+    }
+    if esr.cache_maintenance() {
+        // Cache maintenance by address on MMIO does nothing: skip it.
+        ctx.pc += 4;
+        return Outcome::Resume;
+    }
+    let Some(da) = esr.data_abort() else {
+        // No instruction syndrome: the access cannot be emulated safely.
+        return hyp(ctx, out, hyp_reason::DABT_NO_SYNDROME);
+    };
+    stats.inc(Stat::Mmio);
+    let data = if da.write { da.write_value(ctx.reg(da.reg)) } else { 0 };
+    out.pc = ctx.pc;
+    out.inst_length = 4;
+    out.set_inst_emul(&InstEmul {
+        gpa: ipa,
+        esr_el2: esr.0,
+        access_size: da.size,
+        sign_extend: da.sign_extend,
+        write: da.write,
+        sf: da.sf,
+        reg: da.reg,
+        data,
+    });
+    *pending = if da.write { Pending::MmioWrite } else { Pending::MmioRead(da) };
+    Outcome::ToUser
+}
+
+/// Finishes an access userspace emulated: for a read, the value goes into
+/// the register as the hardware would have put it; then the PC steps over
+/// the instruction. Without data for a pending read, the instruction is
+/// simply executed again (it traps again).
+pub fn complete(ctx: &mut Context, pending: &mut Pending, mmio_data: Option<u64>) {
+    match core::mem::take(pending) {
+        Pending::None => {}
+        Pending::MmioWrite => ctx.pc += 4,
+        Pending::MmioRead(da) => {
+            if let Some(data) = mmio_data {
+                ctx.set_reg(da.reg, da.read_value(data));
+                ctx.pc += 4;
+            }
+        }
+    }
+}
+
+/// A trapped system register access (ISS: Op0, Op2, Op1, CRn, Rt, CRm, direction).
+fn sysreg(ctx: &mut Context, stats: &Stats, esr: Esr) -> Outcome {
+    let iss = esr.iss();
+    let op0 = (iss >> 20) & 3;
+    let op1 = (iss >> 14) & 7;
+    let crn = (iss >> 10) & 0xf;
+    let rt = (iss >> 5) & 0x1f;
+    let read = iss & 1 != 0;
+    let debug = op0 == 2 || (op0 == 3 && op1 == 3 && crn == 4 && (iss >> 1) & 0xf == 5);
+    if debug {
+        // Debug registers (MDSCR_EL1, breakpoints, OS lock, DBGDTR...):
+        // read as zero, writes ignored, so guests that reset them at boot
+        // run on; the host's debug state is never the guest's.
+        if read {
+            ctx.set_reg(rt, 0);
+        }
+        stats.inc(Stat::SysregEmulated);
+        ctx.pc += 4;
+        return Outcome::Resume;
+    }
+    // ACTLR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 1): implementation
+    // defined; read as zero, writes ignored.
+    if op0 == 3 && op1 == 0 && crn == 1 && (iss >> 1) & 0xf == 0 && (iss >> 17) & 7 == 1 {
+        if read {
+            ctx.set_reg(rt, 0);
+        }
+        stats.inc(Stat::SysregEmulated);
+        ctx.pc += 4;
+        return Outcome::Resume;
+    }
+    // PMU, implementation-defined and anything else trapped: undefined.
+    inject_undef(ctx);
+    stats.inc(Stat::Undef);
+    Outcome::Resume
+}
+
+/// Delivers an Undefined Instruction exception to the guest's EL1, as the
+/// hardware would for an instruction that does not exist.
+pub fn inject_undef(ctx: &mut Context) {
+    const PSTATE_M_MASK: u64 = 0x1f;
+    const EL1T: u64 = 0b00100;
+    const EL1H: u64 = 0b00101;
+    // Vector offset by where the exception came from.
+    let offset = match ctx.pstate & PSTATE_M_MASK {
+        EL1T => 0x000,
+        EL1H => 0x200,
+        _ => 0x400, // EL0, AArch64
+    };
+    ctx.set_sys(Sys::Elr, ctx.pc);
+    ctx.set_sys(Sys::Spsr, ctx.pstate);
+    ctx.set_sys(Sys::Esr, (ec::UNKNOWN as u64) << 26 | 1 << 25);
+    ctx.pc = ctx.sys(Sys::Vbar) + offset;
+    // EL1h with D, A, I, F masked.
+    ctx.pstate = 0x3c0 | EL1H;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vmm_uapi::exitcode;
+
+    struct Mem {
+        ram: (u64, u64),
+        faults: Vec<u64>,
+        full: bool,
+    }
+
+    impl GuestMemory for Mem {
+        fn is_ram(&self, ipa: u64) -> bool {
+            ipa >= self.ram.0 && ipa < self.ram.1
+        }
+        fn fault_in(&mut self, ipa: u64) -> bool {
+            self.faults.push(ipa);
+            !self.full
+        }
+    }
+
+    fn mem() -> Mem {
+        Mem { ram: (0x4000_0000, 0x4400_0000), faults: vec![], full: false }
+    }
+
+    fn exit(esr: u64, far: u64, ipa: u64) -> Context {
+        let mut c = Context::zeroed();
+        c.pc = 0x4000_1000;
+        c.pstate = 0x3c5;
+        c.exit.kind = EXIT_SYNC;
+        c.exit.esr = esr;
+        c.exit.far = far;
+        c.exit.hpfar = (ipa >> 12) << 4;
+        c
+    }
+
+    fn run(c: &mut Context, m: &mut Mem) -> (Outcome, VmExit, Pending) {
+        let stats = Stats::new();
+        let mut out = VmExit::default();
+        let mut p = Pending::None;
+        let o = handle(c, m, &stats, &mut out, &mut p);
+        (o, out, p)
+    }
+
+    #[test]
+    fn smccc_version_is_answered_in_the_kernel() {
+        let mut c = exit(0x5a00_0000, 0, 0);
+        c.x[0] = SMCCC_VERSION;
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::Resume);
+        assert_eq!(c.x[0], 0x1_0001);
+        c.x[0] = SMCCC_ARCH_FEATURES;
+        c.x[1] = 0x8000_8000; // ARCH_WORKAROUND_1
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::Resume);
+        assert_eq!(c.x[0], u64::MAX);
+    }
+
+    #[test]
+    fn other_smccc_calls_go_to_userspace() {
+        let mut c = exit(0x5a00_0000, 0, 0);
+        c.x[0] = 0x8400_0008;
+        c.x[1] = 11;
+        c.x[7] = 77;
+        let (o, out, _) = run(&mut c, &mut mem());
+        assert_eq!(o, Outcome::ToUser);
+        assert_eq!(out.exitcode, exitcode::SMCCC);
+        assert_eq!(out.smccc(), (0x8400_0008, [11, 0, 0, 0, 0, 0, 77]));
+        // A trapped SMC steps over itself; an HVC already has.
+        let mut c = exit(0x5e00_0000, 0, 0);
+        c.x[0] = 0x8400_0000;
+        run(&mut c, &mut mem());
+        assert_eq!(c.pc, 0x4000_1004);
+    }
+
+    #[test]
+    fn ram_faults_are_handled_in_the_kernel() {
+        let mut m = mem();
+        let mut c = exit(0x9300_0007, 0x1234_5678, 0x4000_5678); // translation fault L3
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Resume);
+        assert_eq!(m.faults, vec![0x4000_5678]);
+        assert_eq!(c.pc, 0x4000_1000, "the access is retried");
+        let mut c = exit(0x8200_0007, 0, 0x4000_2000); // instruction abort, translation
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Resume);
+        m.full = true;
+        let (o, out, _) = run(&mut c, &mut m);
+        assert_eq!((o, out.hyp().exception_nr), (Outcome::ToUser, hyp_reason::NO_MEMORY));
+    }
+
+    #[test]
+    fn mmio_reads_and_writes_are_decoded_and_completed() {
+        // ldrsh x19, [MMIO]
+        let mut c = exit(0x9373_8007, 0x0b00_0000, 0x0b00_0000);
+        let (o, out, mut p) = run(&mut c, &mut mem());
+        assert_eq!(o, Outcome::ToUser);
+        let ie = out.inst_emul();
+        assert_eq!((ie.gpa, ie.access_size, ie.sign_extend, ie.write, ie.reg), (0x0b00_0000, 2, true, false, 19));
+        complete(&mut c, &mut p, Some(0x9687));
+        assert_eq!(c.x[19], 0xffff_ffff_ffff_9687);
+        assert_eq!(c.pc, 0x4000_1004);
+        assert_eq!(p, Pending::None);
+        // str x2, [MMIO]
+        let mut c = exit(0x93c2_8046, 0x0900_0000, 0x0900_0000);
+        c.x[2] = 0xabcd;
+        let (_, out, mut p) = run(&mut c, &mut mem());
+        assert_eq!((out.inst_emul().write, out.inst_emul().data), (true, 0xabcd));
+        complete(&mut c, &mut p, None);
+        assert_eq!(c.pc, 0x4000_1004);
+    }
+
+    #[test]
+    fn a_read_without_data_is_retried_not_invented() {
+        let mut c = exit(0x9373_8007, 0x0b00_0000, 0x0b00_0000);
+        c.x[19] = 5;
+        let (_, _, mut p) = run(&mut c, &mut mem());
+        complete(&mut c, &mut p, None);
+        assert_eq!((c.x[19], c.pc), (5, 0x4000_1000));
+    }
+
+    #[test]
+    fn no_syndrome_no_emulation() {
+        let mut c = exit(0x9200_0006, 0x0b00_0000, 0x0b00_0000); // ldp: ISV=0
+        let (o, out, p) = run(&mut c, &mut mem());
+        assert_eq!(o, Outcome::ToUser);
+        assert_eq!(out.exitcode, exitcode::HYP);
+        assert_eq!(out.hyp().exception_nr, hyp_reason::DABT_NO_SYNDROME);
+        assert_eq!(p, Pending::None);
+        let mut c = exit(0x8200_0007, 0, 0x4400_0000); // fetch beyond RAM
+        assert_eq!(run(&mut c, &mut mem()).1.hyp().exception_nr, hyp_reason::IABT_OUTSIDE_MEMORY);
+    }
+
+    #[test]
+    fn trapped_registers() {
+        // mrs x0, pmccntr_el0 (op0 3, op1 3, CRn 9, CRm 13, op2 0): UNDEF injected.
+        let iss = 3 << 20 | 3 << 14 | 9 << 10 | 13 << 1 | 1;
+        let mut c = exit(0x6200_0000 | iss, 0, 0);
+        c.sys[Sys::Vbar as usize] = 0x4000_8000;
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::Resume);
+        assert_eq!(c.pc, 0x4000_8200);
+        assert_eq!(c.sys(Sys::Elr), 0x4000_1000);
+        assert_eq!(c.sys(Sys::Esr) >> 26, 0);
+        assert_eq!(c.pstate, 0x3c5);
+        // mrs x3, mdscr_el1 (op0 2, op1 0, CRn 0, CRm 2, op2 2): read as zero.
+        let iss = 2 << 20 | 2 << 17 | 3 << 5 | 2 << 1 | 1;
+        let mut c = exit(0x6200_0000 | iss, 0, 0);
+        c.x[3] = 99;
+        run(&mut c, &mut mem());
+        assert_eq!((c.x[3], c.pc), (0, 0x4000_1004));
+    }
+
+    #[test]
+    fn interrupts_resume_and_unknown_exits_go_to_userspace() {
+        let mut c = exit(0, 0, 0);
+        c.exit.kind = EXIT_IRQ;
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::Resume);
+        let mut c = exit(0xf200_0000, 0, 0); // BRK
+        let (o, out, _) = run(&mut c, &mut mem());
+        assert_eq!((o, out.exitcode), (Outcome::ToUser, exitcode::HYP));
+        let mut c = exit(0, 0, 0);
+        c.exit.kind = EXIT_SERROR;
+        assert_eq!(run(&mut c, &mut mem()).1.hyp().exception_nr, hyp_reason::SERROR);
+    }
+}

@@ -1,0 +1,299 @@
+//! vCPUs: register context, reset state, register access, running, and
+//! exit handling.
+
+pub mod context;
+pub mod exits;
+pub mod run;
+pub mod stats;
+
+use crate::errno::{Errno, EBUSY, EINVAL};
+use context::{Context, Sys};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use exits::Pending;
+use stats::Stats;
+use vmm_uapi::VmReg;
+
+/// HCR_EL2 while a guest runs: stage 2 (VM), physical interrupts and
+/// SErrors to EL2 (IMO, FMO, AMO), set/way invalidation as clean+invalidate
+/// (SWIO), protected table walks (PTW), guest TLB and cache maintenance
+/// broadcast (FB, BSU inner shareable), traps of WFI/WFE (TWI, TWE), SMC
+/// (TSC), implementation-defined registers (TIDCP), ACTLR_EL1 (TACR) and
+/// LORegions (TLOR); AArch64 EL1 (RW). Pointer authentication and MTE stay
+/// disabled for the guest (API, APK, ATA clear), so their keys and tags
+/// are never the guest's to touch.
+pub const GUEST_HCR: u64 = 1 << 0
+    | 1 << 1
+    | 1 << 2
+    | 1 << 3
+    | 1 << 4
+    | 1 << 5
+    | 1 << 9
+    | 1 << 10
+    | 1 << 13
+    | 1 << 14
+    | 1 << 19
+    | 1 << 20
+    | 1 << 21
+    | 1 << 31
+    | 1 << 35;
+/// CPTR_EL2 while a guest runs: RES1 bits with SVE (TZ) and SME (TSM)
+/// trapped, trace (TTA) and activity monitors (TAM) trapped, FP/SIMD free.
+pub const GUEST_CPTR: u64 = 0x32ff | 1 << 20 | 1 << 30;
+/// MDCR_EL2 traps while a guest runs: PMU (TPM, TPMCR), SPE (TPMS), debug
+/// registers, OS lock and ROM (TDA, TDOSA, TDRA), trace filter (TTRF).
+pub const GUEST_MDCR: u64 = 1 << 5 | 1 << 6 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 14 | 1 << 19;
+/// SCTLR_EL1 at reset: its RES1 bits; MMU, caches and alignment checks off.
+pub const RESET_SCTLR: u64 = 0x30d0_0800;
+/// PSTATE at reset: EL1h with D, A, I, F masked (Linux's boot protocol).
+pub const RESET_PSTATE: u64 = 0x3c5;
+
+/// PSTATE bits a guest may hold: NZCV, DIT, UAO, PAN, SS, IL, SSBS, DAIF, M.
+const PSTATE_ALLOWED: u64 = 0xf000_0000 | 1 << 24 | 1 << 23 | 1 << 22 | 1 << 21 | 1 << 20 | 1 << 12 | 0x3c0 | 0x1f;
+
+/// MPIDR of vCPU `id`: Aff0 = id mod 16, Aff1 = id / 16 (GICv3 target lists
+/// address 16 CPUs per Aff1), bit 31 RES1.
+pub fn mpidr_of(id: usize) -> u64 {
+    1 << 31 | (id as u64 & 0xf) | ((id as u64 >> 4) & 0xff) << 8
+}
+
+/// A vCPU's state, owned by whoever holds the vCPU (running it or
+/// accessing its registers).
+pub struct VcpuState {
+    /// Registers.
+    pub ctx: Context,
+    /// What the next run must finish.
+    pub pending: Pending,
+    /// Activated (`VM_ACTIVATE_CPU`).
+    pub active: bool,
+    /// The host CPU it last ran on (-1: never).
+    pub last_cpu: i32,
+}
+
+/// A vCPU.
+pub struct Vcpu {
+    /// Its number.
+    pub id: usize,
+    busy: AtomicBool,
+    /// The host CPU it is running on now, or -1.
+    pub running_on: AtomicI32,
+    state: UnsafeCell<VcpuState>,
+    /// Exit counters.
+    pub stats: Stats,
+}
+
+// SAFETY: `state` is only reached through a VcpuGuard, which `busy` makes exclusive.
+unsafe impl Sync for Vcpu {}
+// SAFETY: plain data.
+unsafe impl Send for Vcpu {}
+
+/// Exclusive access to a vCPU's state.
+pub struct VcpuGuard<'a> {
+    vcpu: &'a Vcpu,
+}
+
+impl Vcpu {
+    /// vCPU `id`, not yet active, with the EL2 setup of its VM.
+    pub fn new(id: usize, vttbr: u64, vtcr: u64, cntvoff: u64, midr: u64) -> Self {
+        let mut ctx = Context::zeroed();
+        ctx.el2.hcr = GUEST_HCR;
+        ctx.el2.vttbr = vttbr;
+        ctx.el2.vtcr = vtcr;
+        ctx.el2.cntvoff = cntvoff;
+        ctx.el2.vpidr = midr;
+        ctx.el2.vmpidr = mpidr_of(id);
+        ctx.el2.cptr = GUEST_CPTR;
+        ctx.el2.mdcr = GUEST_MDCR;
+        Self {
+            id,
+            busy: AtomicBool::new(false),
+            running_on: AtomicI32::new(-1),
+            state: UnsafeCell::new(VcpuState { ctx, pending: Pending::None, active: false, last_cpu: -1 }),
+            stats: Stats::new(),
+        }
+    }
+
+    /// Takes the vCPU, or `EBUSY` if it is running or being accessed.
+    pub fn try_lock(&self) -> Result<VcpuGuard<'_>, Errno> {
+        if self.busy.swap(true, Ordering::Acquire) {
+            return Err(EBUSY);
+        }
+        Ok(VcpuGuard { vcpu: self })
+    }
+}
+
+impl core::ops::Deref for VcpuGuard<'_> {
+    type Target = VcpuState;
+    fn deref(&self) -> &VcpuState {
+        // SAFETY: the guard is the only holder (busy flag).
+        unsafe { &*self.vcpu.state.get() }
+    }
+}
+
+impl core::ops::DerefMut for VcpuGuard<'_> {
+    fn deref_mut(&mut self) -> &mut VcpuState {
+        // SAFETY: as above, borrowed mutably.
+        unsafe { &mut *self.vcpu.state.get() }
+    }
+}
+
+impl Drop for VcpuGuard<'_> {
+    fn drop(&mut self) {
+        self.vcpu.busy.store(false, Ordering::Release);
+    }
+}
+
+impl VcpuGuard<'_> {
+    /// The vCPU.
+    pub fn vcpu(&self) -> &Vcpu {
+        self.vcpu
+    }
+
+    /// Puts the vCPU in the reset state of Linux's arm64 boot protocol and
+    /// marks it active.
+    pub fn reset(&mut self) {
+        let el2 = self.ctx.el2;
+        self.ctx = Context::zeroed();
+        self.ctx.el2 = el2;
+        self.ctx.el2.flags = 0;
+        self.ctx.pstate = RESET_PSTATE;
+        self.ctx.set_sys(Sys::Sctlr, RESET_SCTLR);
+        self.pending = Pending::None;
+        self.active = true;
+    }
+
+    /// Reads a register.
+    pub fn get(&self, r: VmReg) -> Result<u64, Errno> {
+        let c = &self.ctx;
+        Ok(match r.0 {
+            0..=30 => c.x[r.0 as usize],
+            _ => match r {
+                VmReg::SP => c.sys(Sys::SpEl1),
+                VmReg::PC => c.pc,
+                VmReg::CPSR => c.pstate,
+                VmReg::MPIDR_EL1 => c.el2.vmpidr,
+                VmReg::FPCR => c.fp.fpcr,
+                VmReg::FPSR => c.fp.fpsr,
+                VmReg::CNTV_CTL_EL0 => c.timer[0],
+                VmReg::CNTV_CVAL_EL0 => c.timer[1],
+                VmReg::MDSCR_EL1 => 0,
+                _ => c.sys(sys_of(r).ok_or(EINVAL)?),
+            },
+        })
+    }
+
+    /// Writes a register. PSTATE must describe AArch64 EL0 or EL1 (never
+    /// EL2); MPIDR keeps its RES1 bit.
+    pub fn set(&mut self, r: VmReg, v: u64) -> Result<(), Errno> {
+        let c = &mut self.ctx;
+        match r.0 {
+            0..=30 => c.x[r.0 as usize] = v,
+            _ => match r {
+                VmReg::SP => c.set_sys(Sys::SpEl1, v),
+                VmReg::PC => c.pc = v,
+                VmReg::CPSR => {
+                    let m = v & 0x1f;
+                    if v & !PSTATE_ALLOWED != 0 || !matches!(m, 0b00000 | 0b00100 | 0b00101) {
+                        return Err(EINVAL);
+                    }
+                    c.pstate = v;
+                }
+                VmReg::MPIDR_EL1 => c.el2.vmpidr = v & 0xff_00ff_ffff | 1 << 31,
+                VmReg::FPCR => c.fp.fpcr = v,
+                VmReg::FPSR => c.fp.fpsr = v,
+                VmReg::CNTV_CTL_EL0 => c.timer[0] = v,
+                VmReg::CNTV_CVAL_EL0 => c.timer[1] = v,
+                VmReg::MDSCR_EL1 => {}
+                _ => c.set_sys(sys_of(r).ok_or(EINVAL)?, v),
+            },
+        }
+        // Userspace changed the state: an emulation in flight no longer applies.
+        self.pending = Pending::None;
+        Ok(())
+    }
+}
+
+/// The [`Sys`] slot of an EL1 register number.
+fn sys_of(r: VmReg) -> Option<Sys> {
+    Some(match r {
+        VmReg::SCTLR_EL1 => Sys::Sctlr,
+        VmReg::TTBR0_EL1 => Sys::Ttbr0,
+        VmReg::TTBR1_EL1 => Sys::Ttbr1,
+        VmReg::TCR_EL1 => Sys::Tcr,
+        VmReg::MAIR_EL1 => Sys::Mair,
+        VmReg::AMAIR_EL1 => Sys::Amair,
+        VmReg::VBAR_EL1 => Sys::Vbar,
+        VmReg::ESR_EL1 => Sys::Esr,
+        VmReg::FAR_EL1 => Sys::Far,
+        VmReg::ELR_EL1 => Sys::Elr,
+        VmReg::SPSR_EL1 => Sys::Spsr,
+        VmReg::SP_EL0 => Sys::SpEl0,
+        VmReg::TPIDR_EL0 => Sys::TpidrEl0,
+        VmReg::TPIDR_EL1 => Sys::TpidrEl1,
+        VmReg::TPIDRRO_EL0 => Sys::TpidrroEl0,
+        VmReg::CONTEXTIDR_EL1 => Sys::Contextidr,
+        VmReg::CPACR_EL1 => Sys::Cpacr,
+        VmReg::AFSR0_EL1 => Sys::Afsr0,
+        VmReg::AFSR1_EL1 => Sys::Afsr1,
+        VmReg::PAR_EL1 => Sys::Par,
+        VmReg::CNTKCTL_EL1 => Sys::Cntkctl,
+        VmReg::CSSELR_EL1 => Sys::Csselr,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_state_follows_the_boot_protocol() {
+        let v = Vcpu::new(3, 0x1_0000_0000_1000, 0x8001_3558, 77, 0x410f_d070);
+        let mut g = v.try_lock().unwrap();
+        g.ctx.x[5] = 9;
+        g.reset();
+        assert!(g.active);
+        assert_eq!(g.get(VmReg::CPSR), Ok(0x3c5));
+        assert_eq!(g.get(VmReg::SCTLR_EL1), Ok(0x30d0_0800), "MMU and caches off");
+        assert_eq!(g.get(VmReg::x(5)), Ok(0));
+        assert_eq!(g.get(VmReg::MPIDR_EL1), Ok(0x8000_0003));
+        assert_eq!(g.ctx.el2.cntvoff, 77, "EL2 setup survives a reset");
+        assert_eq!(mpidr_of(17), 0x8000_0101);
+    }
+
+    #[test]
+    fn registers_round_trip_and_pstate_is_checked() {
+        let v = Vcpu::new(0, 0, 0, 0, 0);
+        let mut g = v.try_lock().unwrap();
+        for r in VmReg::all() {
+            if r == VmReg::CPSR || r == VmReg::MPIDR_EL1 || r == VmReg::MDSCR_EL1 {
+                continue;
+            }
+            g.set(r, 0x1000 + r.0 as u64).unwrap();
+        }
+        for r in VmReg::all() {
+            if r == VmReg::CPSR || r == VmReg::MPIDR_EL1 || r == VmReg::MDSCR_EL1 {
+                continue;
+            }
+            assert_eq!(g.get(r), Ok(0x1000 + r.0 as u64), "{}", r.name());
+        }
+        assert_eq!(g.set(VmReg::CPSR, 0x3c9), Err(EINVAL), "EL2h is never a guest's");
+        assert_eq!(g.set(VmReg::CPSR, 0x3c8), Err(EINVAL), "EL2t neither");
+        assert_eq!(g.set(VmReg::CPSR, 0x3d3), Err(EINVAL), "AArch32");
+        g.set(VmReg::CPSR, 0x6000_03c4).unwrap();
+        g.set(VmReg::CPSR, 0).unwrap();
+        assert_eq!(g.set(VmReg(99), 0), Err(EINVAL));
+        assert_eq!(g.get(VmReg(-1)), Err(EINVAL));
+        g.set(VmReg::MPIDR_EL1, 0x0102).unwrap();
+        assert_eq!(g.get(VmReg::MPIDR_EL1), Ok(0x8000_0102));
+    }
+
+    #[test]
+    fn one_holder_at_a_time() {
+        let v = Vcpu::new(0, 0, 0, 0, 0);
+        let g = v.try_lock().unwrap();
+        assert_eq!(v.try_lock().err(), Some(EBUSY));
+        drop(g);
+        assert!(v.try_lock().is_ok());
+    }
+}

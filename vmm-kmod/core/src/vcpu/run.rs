@@ -1,0 +1,84 @@
+//! `VM_RUN`: the loop that enters the guest, handles exits in the kernel
+//! where it can, and returns to userspace with the rest.
+
+use super::exits::{self, Outcome};
+use super::{Vcpu, VcpuGuard};
+use crate::errno::{Errno, EINTR, EINVAL, EIO};
+use crate::kernel;
+use crate::vm::Vm;
+use core::sync::atomic::{fence, Ordering};
+use vmm_uapi::{VmRun, VM_RUN_F_MMIO_DATA};
+
+/// Runs `vcpu` of `vm` until an exit for userspace, a suspend, or a signal
+/// (`EINTR`). `req` carries the completion of the last exit in and the new
+/// exit out.
+pub fn run(vm: &Vm, vcpu: &Vcpu, req: &mut VmRun) -> Result<(), Errno> {
+    if req.flags & !VM_RUN_F_MMIO_DATA != 0 {
+        return Err(EINVAL);
+    }
+    let mut g = vcpu.try_lock()?;
+    if !g.active {
+        return Err(EINVAL);
+    }
+    let data = (req.flags & VM_RUN_F_MMIO_DATA != 0).then_some(req.mmio_data);
+    let st = &mut *g;
+    exits::complete(&mut st.ctx, &mut st.pending, data);
+    req.exit = Default::default();
+    let mut mem = vm.guest_memory();
+    loop {
+        if let Some(how) = vm.suspended() {
+            req.exit.pc = g.ctx.pc;
+            req.exit.set_suspended(how);
+            return Ok(());
+        }
+        if kernel::signal_pending() {
+            return Err(EINTR);
+        }
+        kernel::cond_resched();
+        if !enter(vm, &mut g) {
+            // The VM was suspended between the check and the entry: loop.
+            continue;
+        }
+        if g.ctx.exit.kind == u64::MAX {
+            return Err(EIO);
+        }
+        let st = &mut *g;
+        match exits::handle(&mut st.ctx, &mut mem, &vcpu.stats, &mut req.exit, &mut st.pending) {
+            Outcome::Resume => {}
+            Outcome::Yield => kernel::cond_resched(),
+            Outcome::ToUser => {
+                vcpu.stats.inc(super::stats::Stat::ToUser);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One entry into the guest, with the host's FP state saved and interrupts
+/// masked around it. Returns false if the VM got suspended just before.
+fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
+    let cpu = kernel::guest_enter();
+    g.vcpu().running_on.store(cpu as i32, Ordering::SeqCst);
+    // Pairs with the fence in Vm::kick_all: either it sees us running and
+    // interrupts this CPU, or we see its suspend flag here.
+    fence(Ordering::SeqCst);
+    if vm.suspended().is_some() {
+        g.vcpu().running_on.store(-1, Ordering::SeqCst);
+        kernel::guest_exit();
+        return false;
+    }
+    if g.last_cpu != cpu as i32 {
+        g.ctx.el2.flags |= super::context::EL2_FLAG_FLUSH_TLB;
+        g.last_cpu = cpu as i32;
+    }
+    let pa = kernel::virt_to_phys(&g.ctx as *const _ as *const u8);
+    let ok = crate::arch::run_guest(pa);
+    g.ctx.el2.flags = 0;
+    g.vcpu().running_on.store(-1, Ordering::SeqCst);
+    kernel::guest_exit();
+    if !ok {
+        // EL2 is not ours on this CPU: report it rather than loop.
+        g.ctx.exit.kind = u64::MAX;
+    }
+    true
+}

@@ -1,0 +1,87 @@
+//! Per-vCPU exit counters (`VM_STATS`, `VM_STAT_DESC`).
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+/// The counters, in `VM_STATS` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Stat {
+    /// Every exit from the guest.
+    Exits = 0,
+    /// Returns of `VM_RUN` to userspace.
+    ToUser,
+    /// Host interrupts taken while the guest ran.
+    HostIrq,
+    /// HVC instructions.
+    Hvc,
+    /// SMC instructions.
+    Smc,
+    /// SMCCC calls answered in the kernel.
+    SmcccInKernel,
+    /// MMIO accesses sent to userspace.
+    Mmio,
+    /// Stage-2 faults on guest memory (pages mapped).
+    MemFault,
+    /// Instruction aborts.
+    InstAbort,
+    /// System register traps.
+    Sysreg,
+    /// System register accesses emulated in the kernel.
+    SysregEmulated,
+    /// Undefined instruction exceptions injected.
+    Undef,
+    /// WFI and WFE.
+    Wfx,
+    /// SErrors.
+    Serror,
+    /// Other exits.
+    Other,
+}
+
+/// Number of counters.
+pub const STAT_COUNT: usize = 15;
+
+/// Names, as `bhyvectl --get-stats` prints them.
+pub const STAT_NAMES: [&str; STAT_COUNT] = [
+    "total exits",
+    "exits to userspace",
+    "host interrupts while running",
+    "hvc instructions",
+    "smc instructions",
+    "smccc calls answered in the kernel",
+    "mmio accesses to userspace",
+    "stage-2 faults on guest memory",
+    "instruction aborts",
+    "system register traps",
+    "system registers emulated in the kernel",
+    "undefined instruction exceptions injected",
+    "wfi/wfe",
+    "serror exits",
+    "other exits",
+];
+
+/// One vCPU's counters.
+pub struct Stats([AtomicU64; STAT_COUNT]);
+
+impl Stats {
+    /// All zero.
+    pub const fn new() -> Self {
+        Self([const { AtomicU64::new(0) }; STAT_COUNT])
+    }
+
+    /// Counts one.
+    pub fn inc(&self, s: Stat) {
+        self.0[s as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The value of counter `i`.
+    pub fn get(&self, i: usize) -> u64 {
+        self.0.get(i).map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
