@@ -39,7 +39,9 @@ fn run(cmd: &cli::Command) -> Result<(), Error> {
         None => None,
     };
     let (vm, created) = open_or_create(&cmd.name)?;
-    let result = prepare(&vm, cmd.mem_size, kernel.as_ref());
+    // A VM that ran before (powered off, reset, stopped) boots afresh.
+    let result = if created { Ok(()) } else { vm.reinit().map_err(Error::from) }
+        .and_then(|()| prepare(&vm, cmd.mem_size, kernel.as_ref()));
     if result.is_err() && created {
         drop(vm);
         if let Err(e) = Vm::destroy_name(&cmd.name) {

@@ -106,6 +106,13 @@ impl Vm {
         Vcpu::new(self, id)
     }
 
+    /// Makes the VM ready for a new boot (FreeBSD's `vm_reinit`): no longer
+    /// suspended, no vCPU active, memory kept. Fails with `EBUSY` while a
+    /// vCPU runs.
+    pub fn reinit(&self) -> Result<()> {
+        sys::ioctl_none(&self.file, vmm_uapi::VM_REINIT).map_err(|e| self.err("reinitialize", e))
+    }
+
     /// Suspends the VM: every vCPU's `run` returns `Exit::Suspended(how)`.
     pub fn suspend(&self, how: SuspendHow) -> Result<()> {
         let mut s = VmSuspend { how: how as u32 };

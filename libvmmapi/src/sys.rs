@@ -16,3 +16,10 @@ pub(crate) fn ioctl<T>(file: &File, cmd: u32, arg: &mut T) -> Result<(), Errno> 
 pub(crate) fn errno_of(e: &std::io::Error) -> Errno {
     Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
 }
+
+/// Issues `cmd`, which takes no argument.
+pub(crate) fn ioctl_none(file: &File, cmd: u32) -> Result<(), Errno> {
+    // SAFETY: the command carries no argument; the kernel reads nothing.
+    let r = unsafe { libc::ioctl(file.as_raw_fd(), cmd as _, 0) };
+    Errno::result(r).map(drop)
+}

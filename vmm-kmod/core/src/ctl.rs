@@ -12,8 +12,8 @@ use vmm_uapi::{
     SuspendHow, VmActivateCpu, VmCpuset, VmMemmap, VmMemseg, VmReg, VmRegister, VmRegisterSet, VmRun, VmStatDesc,
     VmStats, VmSuspend, VmmctlHypStatus, VmmctlVmCreate, VmmctlVmDestroy, VMMCTL_GET_HYP_STATUS, VMMCTL_VM_CREATE,
     VMMCTL_VM_DESTROY, VM_ACTIVATE_CPU, VM_ACTIVE_CPUS, VM_ALLOC_MEMSEG, VM_GET_CPUS, VM_GET_MEMSEG, VM_GET_REGISTER,
-    VM_GET_REGISTER_SET, VM_MMAP_GETNEXT, VM_MMAP_MEMSEG, VM_RUN, VM_SET_REGISTER, VM_SET_REGISTER_SET, VM_STATS,
-    VM_STAT_DESC, VM_SUSPEND, VM_SUSPENDED_CPUS,
+    VM_GET_REGISTER_SET, VM_MMAP_GETNEXT, VM_MMAP_MEMSEG, VM_REINIT, VM_RUN, VM_SET_REGISTER, VM_SET_REGISTER_SET,
+    VM_STATS, VM_STAT_DESC, VM_SUSPEND, VM_SUSPENDED_CPUS,
 };
 
 /// The VMs of the module.
@@ -144,6 +144,7 @@ pub fn vm_ioctl(vm: &Vm, cmd: u32, buf: &mut [u8]) -> Result<(), Errno> {
             crate::vcpu::run::run(vm, vm.vcpu(r.cpuid)?, &mut r)?;
             write_arg(buf, &r)
         }
+        VM_REINIT => vm.reinit(),
         VM_SUSPEND => {
             let s: VmSuspend = read_arg(buf)?;
             match SuspendHow::from_u32(s.how) {
@@ -440,6 +441,13 @@ mod vm_tests {
         let mut s = VmSuspend { how: SuspendHow::Poweroff as u32 };
         vm_ioctl(&vm, VM_SUSPEND, bytes(&mut s)).unwrap();
         assert_eq!(vm.suspended(), Some(SuspendHow::Poweroff));
+        vm.activate(0).unwrap();
+        let held = vm.vcpu(0).unwrap().try_lock().unwrap();
+        assert_eq!(vm_ioctl(&vm, VM_REINIT, &mut []), Err(EBUSY), "not while a vCPU runs");
+        drop(held);
+        vm_ioctl(&vm, VM_REINIT, &mut []).unwrap();
+        assert_eq!(vm.suspended(), None, "ready to boot again");
+        assert_eq!(vm.active_mask(), 0);
         let mut st = VmStats::default();
         vm_ioctl(&vm, VM_STATS, bytes(&mut st)).unwrap();
         assert_eq!(st.num_entries as usize, STAT_COUNT);

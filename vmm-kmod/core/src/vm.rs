@@ -117,6 +117,26 @@ impl Vm {
         }
     }
 
+    /// `VM_REINIT`: ready for a new boot. Every vCPU is held while the VM is
+    /// reset, so none can run meanwhile (`EBUSY` if one is running).
+    pub fn reinit(&self) -> Result<(), Errno> {
+        let mut held: [Option<crate::vcpu::VcpuGuard<'_>>; VM_MAXCPU] = [const { None }; VM_MAXCPU];
+        for (slot, h) in self.vcpus.iter().zip(held.iter_mut()) {
+            let p = slot.load(Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: vCPUs live as long as the VM.
+                *h = Some(unsafe { &*p }.try_lock()?);
+            }
+        }
+        for g in held.iter_mut().flatten() {
+            g.reset();
+            g.active = false;
+        }
+        self.active.store(0, Ordering::Release);
+        self.suspended.store(SuspendHow::None as u32, Ordering::Release);
+        Ok(())
+    }
+
     /// `VM_ACTIVATE_CPU`: reset state, active.
     pub fn activate(&self, id: i32) -> Result<(), Errno> {
         let vcpu = self.vcpu(id)?;
