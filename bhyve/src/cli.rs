@@ -2,10 +2,11 @@
 //! `bhyve [-c [cpus=]N] [-m SIZE] [-o KEY=VALUE]... NAME`.
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
-use bhyveload::size::parse_mem_size;
-use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Parser};
 use std::ffi::OsString;
+use vmmapi::cli;
+pub use vmmapi::cli::Exit;
+use vmmapi::size::parse_mem_size;
 
 /// One-line usage printed under every command-line error.
 pub const USAGE: &str = "usage: bhyve [-c [cpus=]N] [-m SIZE] [-o KEY=VALUE]... NAME  (see --help)";
@@ -61,27 +62,13 @@ pub struct Options {
     pub testdev: Option<u64>,
 }
 
-/// Leave now: print these and exit with `code`.
-#[derive(Debug)]
-pub struct Exit {
-    /// Exit status.
-    pub code: u8,
-    /// For stdout (help).
-    pub out: String,
-    /// For stderr (errors).
-    pub err: String,
-}
-
 fn usage_error(msg: &str) -> Exit {
-    Exit { code: 2, out: String::new(), err: format!("bhyve: {msg}\n{USAGE}\n") }
+    cli::usage_error("bhyve", USAGE, msg)
 }
 
 /// Parses the arguments (the first is the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit> {
-    let a = Args::try_parse_from(args).map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp => Exit { code: 0, out: e.render().to_string(), err: String::new() },
-        _ => usage_error(&clap_message(&e)),
-    })?;
+    let a = Args::try_parse_from(args).map_err(|e| cli::clap_exit("bhyve", USAGE, &e))?;
     let cpus = match &a.cpus {
         Some(c) => parse_cpus(c).map_err(|e| usage_error(&format!("-c {c}: {e}")))?,
         None => 1,
@@ -158,27 +145,6 @@ fn parse_bool(s: &str) -> Option<bool> {
     }
 }
 
-/// One line for a clap error, naming the offending flag.
-fn clap_message(e: &clap::Error) -> String {
-    let arg = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        Some(ContextValue::Strings(v)) => v.first().cloned(),
-        _ => None,
-    };
-    match (e.kind(), arg) {
-        (ErrorKind::UnknownArgument, Some(a)) => format!("unknown flag '{a}'"),
-        (ErrorKind::MissingRequiredArgument, Some(a)) => format!("missing {a}"),
-        (ErrorKind::InvalidValue, Some(a)) => format!("flag '{a}' needs a value"),
-        (ErrorKind::ArgumentConflict, Some(a)) => format!("flag '{a}' given twice"),
-        (_, Some(a)) => format!("bad flag '{a}'"),
-        _ => {
-            // Fall back to clap's own first line, without its "error: ".
-            let text = e.render().to_string();
-            text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,11 +154,7 @@ mod tests {
     }
 
     fn err(args: &[&str]) -> String {
-        let e = p(args).unwrap_err();
-        assert_eq!(e.code, 2, "{args:?}");
-        assert_eq!(e.err.lines().count(), 2, "one line plus usage: {:?}", e.err);
-        assert!(e.err.ends_with(&format!("{USAGE}\n")));
-        e.err.lines().next().unwrap().to_string()
+        p(args).unwrap_err().usage_error_line(USAGE)
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use crate::bus::BusError;
 use crate::hyp_exit;
-use bhyveload::size::format_size;
+use vmmapi::size::format_size;
 use vmmapi::{Errno, HypExit, SuspendHow};
 
 /// Why bhyve could not set up the VM, or why a vCPU stopped with an error.

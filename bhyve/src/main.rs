@@ -21,11 +21,7 @@ use vmmapi::{Errno, Vm};
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os()) {
         Ok(o) => o,
-        Err(cli::Exit { code, out, err }) => {
-            print!("{out}");
-            eprint!("{err}");
-            return ExitCode::from(code);
-        }
+        Err(exit) => return exit.report(),
     };
     match run(&opts) {
         Ok(Ended::Code(code)) => ExitCode::from(code),

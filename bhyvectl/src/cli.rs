@@ -1,9 +1,10 @@
 //! bhyvectl's command line, in bhyve's long-option spelling (`--vm=NAME`).
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
-use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{ArgAction, Parser};
 use std::ffi::OsString;
+use vmmapi::cli;
+pub use vmmapi::cli::Exit;
 
 /// One-line usage printed under every command-line error.
 pub const USAGE: &str = "usage: bhyvectl --vm=NAME [--create] [--destroy] | --list | --get-hyp-status  (see --help)";
@@ -76,27 +77,13 @@ pub struct Command {
     pub actions: Vec<Action>,
 }
 
-/// Leave now: print these and exit with `code`.
-#[derive(Debug)]
-pub struct Exit {
-    /// Exit status.
-    pub code: u8,
-    /// For stdout (help).
-    pub out: String,
-    /// For stderr (errors).
-    pub err: String,
-}
-
 fn usage_error(msg: &str) -> Exit {
-    Exit { code: 2, out: String::new(), err: format!("bhyvectl: {msg}\n{USAGE}\n") }
+    cli::usage_error("bhyvectl", USAGE, msg)
 }
 
 /// Parses the arguments (the first is the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
-    let a = Args::try_parse_from(args).map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp => Exit { code: 0, out: e.render().to_string(), err: String::new() },
-        _ => usage_error(&clap_message(&e)),
-    })?;
+    let a = Args::try_parse_from(args).map_err(|e| cli::clap_exit("bhyvectl", USAGE, &e))?;
     let needs_vm = |flag: &str| -> Result<String, Exit> {
         a.vm.clone().ok_or_else(|| usage_error(&format!("{flag} needs --vm=NAME")))
     };
@@ -135,28 +122,6 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit>
     Ok(Command { actions })
 }
 
-/// One line for a clap error, naming the offending flag.
-fn clap_message(e: &clap::Error) -> String {
-    let arg = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        Some(ContextValue::Strings(v)) => v.first().cloned(),
-        _ => None,
-    };
-    match (e.kind(), arg) {
-        (ErrorKind::UnknownArgument, Some(a)) => format!("unknown flag '{a}'"),
-        (ErrorKind::InvalidValue, Some(a)) => format!("flag '{a}' needs a value"),
-        (ErrorKind::ArgumentConflict, Some(a)) | (ErrorKind::TooManyValues, Some(a)) => {
-            format!("flag '{a}' given twice or in conflict")
-        }
-        (_, Some(a)) => format!("bad flag '{a}'"),
-        _ => {
-            // Fall back to clap's own first line, without its "error: ".
-            let text = e.render().to_string();
-            text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,11 +131,7 @@ mod tests {
     }
 
     fn err(args: &[&str]) -> String {
-        let e = p(args).unwrap_err();
-        assert_eq!(e.code, 2, "{args:?}");
-        assert_eq!(e.err.lines().count(), 2, "one line plus usage: {:?}", e.err);
-        assert!(e.err.ends_with(&format!("{USAGE}\n")));
-        e.err.lines().next().unwrap().to_string()
+        p(args).unwrap_err().usage_error_line(USAGE)
     }
 
     #[test]

@@ -9,11 +9,7 @@ use vmmapi::{Vm, VmReg};
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args_os()) {
         Ok(cmd) => cmd,
-        Err(cli::Exit { code, out, err }) => {
-            print!("{out}");
-            eprint!("{err}");
-            return ExitCode::from(code);
-        }
+        Err(exit) => return exit.report(),
     };
     match run(&cmd) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,12 @@
 //! bhyveload's command line, in bhyve's spelling: `bhyveload -m SIZE [-k FILE] NAME`.
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
-use bhyveload::size::parse_mem_size;
-use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 use std::ffi::OsString;
 use std::path::PathBuf;
+use vmmapi::cli;
+pub use vmmapi::cli::Exit;
+use vmmapi::size::parse_mem_size;
 
 /// One-line usage printed under every command-line error.
 pub const USAGE: &str = "usage: bhyveload -m SIZE [-k FILE] NAME  (see --help)";
@@ -43,50 +44,15 @@ pub struct Command {
     pub kernel: Option<PathBuf>,
 }
 
-/// Leave now: print these and exit with `code`.
-#[derive(Debug)]
-pub struct Exit {
-    /// Exit status.
-    pub code: u8,
-    /// For stdout (help).
-    pub out: String,
-    /// For stderr (errors).
-    pub err: String,
-}
-
 fn usage_error(msg: &str) -> Exit {
-    Exit { code: 2, out: String::new(), err: format!("bhyveload: {msg}\n{USAGE}\n") }
+    cli::usage_error("bhyveload", USAGE, msg)
 }
 
 /// Parses the arguments (the first is the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
-    let a = Args::try_parse_from(args).map_err(|e| match e.kind() {
-        ErrorKind::DisplayHelp => Exit { code: 0, out: e.render().to_string(), err: String::new() },
-        _ => usage_error(&clap_message(&e)),
-    })?;
+    let a = Args::try_parse_from(args).map_err(|e| cli::clap_exit("bhyveload", USAGE, &e))?;
     let mem_size = parse_mem_size(&a.mem).map_err(|e| usage_error(&format!("-m {}: {e}", a.mem)))?;
     Ok(Command { name: a.name, mem_size, kernel: a.kernel })
-}
-
-/// One line for a clap error, naming the offending flag.
-fn clap_message(e: &clap::Error) -> String {
-    let arg = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(s)) => Some(s.clone()),
-        Some(ContextValue::Strings(v)) => v.first().cloned(),
-        _ => None,
-    };
-    match (e.kind(), arg) {
-        (ErrorKind::UnknownArgument, Some(a)) => format!("unknown flag '{a}'"),
-        (ErrorKind::MissingRequiredArgument, Some(a)) => format!("missing {a}"),
-        (ErrorKind::InvalidValue, Some(a)) => format!("flag '{a}' needs a value"),
-        (ErrorKind::ArgumentConflict, Some(a)) => format!("flag '{a}' given twice"),
-        (_, Some(a)) => format!("bad flag '{a}'"),
-        _ => {
-            // Fall back to clap's own first line, without its "error: ".
-            let text = e.render().to_string();
-            text.lines().next().unwrap_or("bad command line").trim_start_matches("error: ").to_string()
-        }
-    }
 }
 
 #[cfg(test)]
@@ -98,11 +64,7 @@ mod tests {
     }
 
     fn err(args: &[&str]) -> String {
-        let e = p(args).unwrap_err();
-        assert_eq!(e.code, 2, "{args:?}");
-        assert_eq!(e.err.lines().count(), 2, "one line plus usage: {:?}", e.err);
-        assert!(e.err.ends_with(&format!("{USAGE}\n")));
-        e.err.lines().next().unwrap().to_string()
+        p(args).unwrap_err().usage_error_line(USAGE)
     }
 
     #[test]

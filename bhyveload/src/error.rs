@@ -2,8 +2,8 @@
 //! `bhyveload: `, and names the file or VM concerned.
 
 use bhyveload::image::ImageError;
-use bhyveload::size::format_size;
 use std::path::PathBuf;
+use vmmapi::size::format_size;
 
 /// Why loading failed.
 #[derive(Debug, thiserror::Error)]

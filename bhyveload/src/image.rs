@@ -2,7 +2,7 @@
 //! of the kernel's `Documentation/arm64/booting.rst`, or a raw binary at the
 //! start of RAM. Pure: it sees bytes and sizes, never a VM.
 
-use crate::size::format_size;
+use vmmapi::size::format_size;
 
 /// `magic` of an arm64 `Image` header: "ARM\x64", little-endian, at offset 0x38.
 pub const IMAGE_MAGIC: u32 = 0x644d_5241;

@@ -3,4 +3,3 @@
 //! ([`size`]) and where a kernel goes in guest memory ([`image`]).
 
 pub mod image;
-pub mod size;

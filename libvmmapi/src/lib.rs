@@ -7,8 +7,11 @@
 //! with bhyve's names and signatures.
 
 pub mod capi;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod error;
 mod memory;
+pub mod size;
 mod sys;
 mod vcpu;
 
