@@ -43,6 +43,7 @@ _start:
     // Each passes its offset to `unexpected_exception`.
     .section .text.vectors, "ax"
     .balign 0x800
+    .global __default_vectors
 __default_vectors:
     .irp n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
     .balign 0x80

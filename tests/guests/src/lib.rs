@@ -38,6 +38,39 @@ macro_rules! entry {
     };
 }
 
+/// Defines `_secondary_start`, the entry point for secondary CPUs started
+/// by PSCI CPU_ON with their number (1..=15) as the context id: it gives
+/// each its own 16 KiB stack below the boot CPU's, turns FP/SIMD on,
+/// installs the default vectors, and calls `$main(cpu)`. `.bss` was zeroed
+/// by the boot CPU.
+#[macro_export]
+macro_rules! secondary_entry {
+    ($main:path) => {
+        core::arch::global_asm!(
+            r#"
+            .section .text, "ax"
+            .global _secondary_start
+        _secondary_start:
+            mov     x1, #(3 << 20)
+            msr     cpacr_el1, x1
+            isb
+            adrp    x1, __stack_bottom
+            add     x1, x1, :lo12:__stack_bottom
+            sub     x1, x1, x0, lsl #14
+            add     x1, x1, #(1 << 14)
+            mov     sp, x1
+            adrp    x1, __default_vectors
+            add     x1, x1, :lo12:__default_vectors
+            msr     vbar_el1, x1
+            isb
+            bl      {main}
+            udf     #0
+            "#,
+            main = sym $main,
+        );
+    };
+}
+
 extern "Rust" {
     /// Defined by [`entry!`] in the guest binary.
     static __GUEST_NAME: &'static str;

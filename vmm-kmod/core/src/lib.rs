@@ -25,6 +25,7 @@ pub mod memory;
 pub mod mm;
 pub mod registry;
 pub mod vcpu;
+pub mod vgic;
 pub mod vm;
 pub mod vmid;
 
