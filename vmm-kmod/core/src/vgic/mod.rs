@@ -10,6 +10,7 @@
 
 pub mod dist;
 pub mod irq;
+pub mod lr;
 pub mod redist;
 pub mod regs;
 
