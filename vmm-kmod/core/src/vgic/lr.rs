@@ -149,8 +149,7 @@ mod tests {
     use super::*;
 
     fn setup() -> (Dist, Redist) {
-        let mut d = Dist::default();
-        d.enables = CTLR_ENABLE_G1;
+        let mut d = Dist { enables: CTLR_ENABLE_G1, ..Default::default() };
         let mut r = Redist::new(0, 0x8000_0000, true);
         r.asleep = false;
         for q in r.private.iter_mut().chain(d.spis.iter_mut()) {
