@@ -17,6 +17,7 @@
 #include <linux/device.h>
 #include <linux/fs.h>
 #include <linux/gfp.h>
+#include <linux/hrtimer.h>
 #include <linux/io.h>
 #include <linux/miscdevice.h>
 #include <linux/ioport.h>
@@ -28,6 +29,7 @@
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/uaccess.h>
+#include <linux/wait.h>
 #include <linux/version.h>
 #include <asm/neon.h>
 
@@ -290,6 +292,88 @@ void vmm_shim_ping_cpus(u64 *mask, size_t words)
 void __noreturn vmm_shim_bug(void)
 {
 	BUG();
+}
+
+/*
+ * Where a vCPU thread sleeps in WFI: a wake flag, a wait queue, and a
+ * timer that wakes it at the guest's next timer deadline. The timer is a
+ * hard-irq timer pinned to the CPU that arms it, so when that CPU is
+ * running the guest, the timer interrupt itself makes the guest exit.
+ */
+struct vmm_waiter {
+	wait_queue_head_t wq;
+	atomic_t woken;
+	struct hrtimer timer;
+};
+
+static enum hrtimer_restart vmm_waiter_timer_fn(struct hrtimer *t)
+{
+	struct vmm_waiter *w = container_of(t, struct vmm_waiter, timer);
+
+	atomic_set(&w->woken, 1);
+	wake_up_interruptible(&w->wq);
+	return HRTIMER_NORESTART;
+}
+
+void *vmm_shim_waiter_create(void)
+{
+	struct vmm_waiter *w = kzalloc(sizeof(*w), GFP_KERNEL);
+
+	if (!w)
+		return NULL;
+	init_waitqueue_head(&w->wq);
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 13, 0)
+	hrtimer_setup(&w->timer, vmm_waiter_timer_fn, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
+#else
+	hrtimer_init(&w->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED_HARD);
+	w->timer.function = vmm_waiter_timer_fn;
+#endif
+	return w;
+}
+
+void vmm_shim_waiter_destroy(void *p)
+{
+	struct vmm_waiter *w = p;
+
+	hrtimer_cancel(&w->timer);
+	kfree(w);
+}
+
+void vmm_shim_waiter_arm(void *p, u64 ns)
+{
+	struct vmm_waiter *w = p;
+
+	hrtimer_start(&w->timer, ns_to_ktime(ns), HRTIMER_MODE_REL_PINNED_HARD);
+}
+
+void vmm_shim_waiter_disarm(void *p)
+{
+	struct vmm_waiter *w = p;
+
+	hrtimer_try_to_cancel(&w->timer);
+}
+
+void vmm_shim_waiter_clear(void *p)
+{
+	struct vmm_waiter *w = p;
+
+	atomic_set(&w->woken, 0);
+}
+
+/* 0 when woken, -ERESTARTSYS when a signal is pending. */
+int vmm_shim_waiter_wait(void *p)
+{
+	struct vmm_waiter *w = p;
+
+	return wait_event_interruptible(w->wq, atomic_read(&w->woken));
+}
+
+void vmm_shim_waiter_wake(void *p)
+{
+	struct vmm_waiter *w = p;
+
+	atomic_set(&w->woken, 1);
+	wake_up_interruptible(&w->wq);
 }
 
 /* ---- ioctls -------------------------------------------------------------- */

@@ -46,13 +46,15 @@ pub extern "C" fn vmm_core_init(nr_cpus: u32, max_vms: u32, ram: *const [u64; 2]
         return -ENODEV.0;
     }
     if ram.is_null() || nr_ram == 0 {
+        klog!(Err, "cannot load: no RAM ranges to map at EL2");
         return -EINVAL.0;
     }
     // SAFETY: the shim passes an array of `nr_ram` ranges that outlives the call.
     let ranges = unsafe { core::slice::from_raw_parts(ram as *const (u64, u64), nr_ram) };
     let (blob, probe) = el2_blob();
-    let r = HYP.init(nr_cpus as usize, blob, probe, ranges, crate::arch::parange(), |va| publish_code(va, 4096));
-    if r.is_err() {
+    let r = HYP.init(nr_cpus as usize, blob, probe, ranges, crate::arch::parange(), publish_code);
+    if let Err(e) = r {
+        klog!(Err, "cannot load: setting up EL2 failed (errno {}; EL2 code {} bytes)", e.0, blob.len());
         HYP.release();
     }
     ret(r)

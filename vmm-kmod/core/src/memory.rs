@@ -136,6 +136,12 @@ impl VmMemory {
         self.maps.iter().flatten().any(|m| ipa >= m.gpa && ipa - m.gpa < m.len)
     }
 
+    /// Whether `[gpa, gpa + len)` overlaps guest memory.
+    pub fn overlaps(&self, gpa: u64, len: u64) -> bool {
+        let end = gpa.saturating_add(len);
+        self.maps.iter().flatten().any(|m| gpa < m.gpa + m.len && m.gpa < end)
+    }
+
     /// Whether `[gpa, gpa + len)` is inside one mapping (for userspace `mmap`).
     pub fn is_ram_range(&self, gpa: u64, len: u64) -> bool {
         self.maps.iter().flatten().any(|m| gpa >= m.gpa && len <= m.len && gpa - m.gpa <= m.len - len)

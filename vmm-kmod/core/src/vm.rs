@@ -6,16 +6,25 @@
 //! stops running vCPUs, and frees the VM (memory included) when the last
 //! file is closed.
 
-use crate::errno::{Errno, EINVAL, ENOMEM, ENOSPC};
+use crate::errno::{Errno, EEXIST, EINVAL, ENODEV, ENOMEM, ENOSPC};
 use crate::kernel::{self, KBox, KLock, KernelGuestPages, KernelTables};
 use crate::memory::{Toucher, VmMemory};
 use crate::mm::stage2::Geometry;
-use crate::vcpu::exits::GuestMemory;
+use crate::vcpu::context::Context;
+use crate::vcpu::exits::Env;
+use crate::vcpu::timer::{ticks_to_ns, Timer, PTIMER_PPI, VTIMER_PPI};
 use crate::vcpu::Vcpu;
+use crate::vgic::lr::LR_PENDING;
+use crate::vgic::Vgic;
 use crate::vmid::VMIDS;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use vmm_uapi::{SuspendHow, VM_MAXCPU, VM_NAME_BUF};
+use vmm_uapi::{SuspendHow, VmVgicDescr, VM_MAXCPU, VM_NAME_BUF};
+
+/// ICH_HCR_EL2.En: the virtual CPU interface is on.
+const ICH_HCR_EN: u64 = 1 << 0;
+/// ICH_HCR_EL2.UIE: a maintenance interrupt when the list registers drain.
+const ICH_HCR_UIE: u64 = 1 << 1;
 
 /// A VM's state.
 pub struct Vm {
@@ -32,6 +41,8 @@ pub struct Vm {
     mem: KLock<VmMemory>,
     vcpus: [AtomicPtr<Vcpu>; VM_MAXCPU],
     active: AtomicU64,
+    vgic: KLock<Option<KBox<Vgic>>>,
+    nr_lrs: usize,
 }
 
 impl Vm {
@@ -80,19 +91,107 @@ impl Vm {
     }
 
     fn kick_all(&self) {
+        self.kick(u64::MAX);
+    }
+
+    /// Makes the vCPUs in `mask` notice a change (new interrupts, suspend).
+    pub fn kick(&self, mask: u64) {
         // Pairs with the fence in vcpu::run::enter.
         core::sync::atomic::fence(Ordering::SeqCst);
-        for slot in &self.vcpus {
+        for (_, slot) in self.vcpus.iter().enumerate().filter(|(n, _)| mask & (1 << n) != 0) {
             let p = slot.load(Ordering::Acquire);
-            if p.is_null() {
-                continue;
-            }
-            // SAFETY: vCPUs live as long as the VM.
-            let cpu = unsafe { &*p }.running_on.load(Ordering::SeqCst);
-            if cpu >= 0 {
-                kernel::kick_cpu(cpu as u32);
+            if !p.is_null() {
+                // SAFETY: vCPUs live as long as the VM.
+                unsafe { &*p }.kick();
             }
         }
+    }
+
+    /// `VM_ATTACH_VGIC`: a GICv3 at the given addresses, once.
+    pub fn attach_vgic(&self, d: &VmVgicDescr) -> Result<(), Errno> {
+        if self.nr_lrs == 0 {
+            return Err(ENODEV);
+        }
+        let mut slot = self.vgic.lock();
+        if slot.is_some() {
+            return Err(EEXIST);
+        }
+        let nr = {
+            let mem = self.mem.lock();
+            let limit = mem.stage2().geometry().ipa_limit();
+            Vgic::check(d, limit, |a, l| mem.overlaps(a, l))?
+        };
+        // SAFETY: all-zero bytes are a valid Vgic (integers and bools).
+        let mut g = unsafe { KBox::<Vgic>::try_new_zeroed() }?;
+        g.init(d, nr, crate::vcpu::mpidr_of);
+        *slot = Some(g);
+        Ok(())
+    }
+
+    /// `VM_ASSERT_IRQ` / `VM_DEASSERT_IRQ`: an SPI's line.
+    pub fn set_irq_line(&self, intid: u32, level: bool) -> Result<(), Errno> {
+        let mut g = self.vgic.lock();
+        g.as_mut().ok_or(ENODEV)?.set_spi_line(intid, level)?;
+        drop(g);
+        if level {
+            self.kick(u64::MAX);
+        }
+        Ok(())
+    }
+
+    /// Before entering vCPU `id`: its timers' lines into the vGIC, then the
+    /// interrupts it should see into its list registers.
+    pub fn vgic_flush(&self, id: usize, ctx: &mut Context) -> usize {
+        let mut g = self.vgic.lock();
+        let Some(vgic) = g.as_mut().filter(|v| id < v.nr_redists()) else {
+            ctx.vgic.nr_lrs = 0;
+            return 0;
+        };
+        let count = crate::arch::counter();
+        let vtimer = Timer { ctl: ctx.timer[0], cval: ctx.timer[1] };
+        let ptimer = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
+        vgic.set_ppi_line(id, VTIMER_PPI, vtimer.line(count.wrapping_sub(self.cntvoff)));
+        vgic.set_ppi_line(id, PTIMER_PPI, ptimer.line(count));
+        let Some(mut view) = vgic.view(id) else { return 0 };
+        let f = view.flush(self.nr_lrs);
+        ctx.vgic.lrs = [0; 16];
+        ctx.vgic.lrs[..f.n].copy_from_slice(&f.lrs[..f.n]);
+        ctx.vgic.nr_lrs = self.nr_lrs as u64;
+        ctx.vgic.hcr = ICH_HCR_EN | if f.overflow { ICH_HCR_UIE } else { 0 };
+        f.n
+    }
+
+    /// After vCPU `id` exits: what the guest did with the `listed`
+    /// interrupts it was shown.
+    pub fn vgic_fold(&self, id: usize, ctx: &Context, listed: usize) {
+        if ctx.vgic.nr_lrs == 0 {
+            return;
+        }
+        let mut g = self.vgic.lock();
+        if let Some(mut view) = g.as_mut().and_then(|v| v.view(id)) {
+            view.fold(&ctx.vgic.lrs[..listed.min(16)]);
+        }
+    }
+
+    /// Whether vCPU `id`, in WFI, has an interrupt to take.
+    pub fn has_interrupt(&self, id: usize, ctx: &mut Context) -> bool {
+        let listed = self.vgic_flush(id, ctx);
+        let pending = ctx.vgic.lrs[..listed].iter().any(|l| l & LR_PENDING != 0);
+        self.vgic_fold(id, ctx, listed);
+        pending
+    }
+
+    /// Nanoseconds until the next deadline of vCPU's timers, if any is armed.
+    pub fn next_timer_ns(&self, ctx: &Context) -> Option<u64> {
+        let vtimer = Timer { ctl: ctx.timer[0], cval: ctx.timer[1] };
+        let ptimer = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
+        // Both in the physical count: the virtual one is offset by CNTVOFF.
+        let deadline = match (vtimer.deadline().map(|c| c.wrapping_add(self.cntvoff)), ptimer.deadline()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let now = crate::arch::counter();
+        Some(ticks_to_ns(deadline.saturating_sub(now), crate::arch::counter_freq()))
     }
 
     /// vCPU `id`, created on first use.
@@ -104,7 +203,7 @@ impl Vm {
             // SAFETY: vCPUs live as long as the VM.
             return Ok(unsafe { &*p });
         }
-        let new = KBox::into_raw(KBox::try_new(Vcpu::new(id, self.vttbr, self.vtcr, self.cntvoff, self.midr))?);
+        let new = KBox::into_raw(KBox::try_new(Vcpu::new(id, self.vttbr, self.vtcr, self.cntvoff, self.midr)?)?);
         match slot.compare_exchange(null_mut(), new, Ordering::AcqRel, Ordering::Acquire) {
             // SAFETY: just published; lives as long as the VM.
             Ok(_) => Ok(unsafe { &*new }),
@@ -155,9 +254,9 @@ impl Vm {
         self.mem.lock()
     }
 
-    /// Guest memory as the exit handler sees it.
-    pub fn guest_memory(&self) -> VmGuestMemory<'_> {
-        VmGuestMemory(self)
+    /// The VM as the exit handler of vCPU `id` sees it.
+    pub fn env(&self, id: usize) -> VcpuEnv<'_> {
+        VcpuEnv { vm: self, id }
     }
 
     /// The most memory the host could give a VM.
@@ -171,17 +270,50 @@ impl Vm {
     }
 }
 
-/// The VM's memory as [`GuestMemory`] for the exit handler.
-pub struct VmGuestMemory<'a>(&'a Vm);
+/// The VM as the exit handler of one vCPU sees it.
+pub struct VcpuEnv<'a> {
+    vm: &'a Vm,
+    id: usize,
+}
 
-impl GuestMemory for VmGuestMemory<'_> {
+impl Env for VcpuEnv<'_> {
     fn is_ram(&self, ipa: u64) -> bool {
-        self.0.mem.lock().is_ram(ipa)
+        self.vm.mem.lock().is_ram(ipa)
     }
 
     fn fault_in(&mut self, ipa: u64) -> bool {
-        self.0.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, ipa, Toucher::Guest).is_ok()
+        self.vm.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, ipa, Toucher::Guest).is_ok()
     }
+
+    fn kernel_mmio(&mut self, ipa: u64, size: u8, write: bool, data: u64) -> Option<u64> {
+        let v = self.vm.vgic.lock().as_mut()?.mmio(ipa, size, write, data);
+        // A write may have made interrupts pending or enabled for others.
+        if write && v.is_some() {
+            self.vm.kick(!(1 << self.id));
+        }
+        v
+    }
+
+    fn send_sgi(&mut self, value: u64) {
+        let targets = self.vm.vgic.lock().as_mut().map_or(0, |g| g.send_sgi(self.id, value));
+        self.vm.kick(targets & !(1 << self.id));
+    }
+
+    fn counter(&self) -> u64 {
+        crate::arch::counter()
+    }
+}
+
+/// List registers per CPU, asked of EL2 once (0: no GICv3 for guests).
+fn gic_list_registers() -> usize {
+    static LRS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(usize::MAX);
+    let n = LRS.load(Ordering::Relaxed);
+    if n != usize::MAX {
+        return n;
+    }
+    let n = crate::arch::gic_list_registers().min(16);
+    LRS.store(n, Ordering::Relaxed);
+    n
 }
 
 /// A counted reference to a [`Vm`].
@@ -224,6 +356,8 @@ impl VmRef {
             mem,
             vcpus: [const { AtomicPtr::new(null_mut()) }; VM_MAXCPU],
             active: AtomicU64::new(0),
+            vgic: KLock::new(None)?,
+            nr_lrs: gic_list_registers(),
         })
         .map_err(|_| ENOMEM)?;
         // SAFETY: into_raw never returns null.
@@ -294,7 +428,8 @@ impl Drop for VmRef {
             }
         }
         crate::arch::tlbi_vmid(vm.vttbr);
-        let Vm { mem, vmid, .. } = vm;
+        let Vm { mem, vmid, vgic, .. } = vm;
+        drop(vgic);
         mem.into_inner().destroy(&mut KernelTables, &mut KernelGuestPages);
         VMIDS.free(vmid);
     }

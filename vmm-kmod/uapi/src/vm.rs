@@ -395,6 +395,37 @@ impl Default for VmStatDesc {
     }
 }
 
+/// `struct vm_vgic_descr`: `VM_ATTACH_VGIC`, where the guest finds its GICv3.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmVgicDescr {
+    /// Guest physical address of the distributor (64 KiB aligned).
+    pub dist_start: u64,
+    /// Its size: 64 KiB.
+    pub dist_size: u64,
+    /// Guest physical address of the first redistributor (64 KiB aligned).
+    pub redist_start: u64,
+    /// Size of the redistributor region: 128 KiB per vCPU.
+    pub redist_size: u64,
+}
+
+/// `struct vm_irq`: `VM_ASSERT_IRQ`, `VM_DEASSERT_IRQ`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmIrq {
+    /// An SPI's INTID (32 and up).
+    pub irq: u32,
+}
+
+/// The QEMU `virt` GICv3 distributor.
+pub const VGIC_DIST_BASE: u64 = 0x0800_0000;
+/// Its size.
+pub const VGIC_DIST_SIZE: u64 = 0x1_0000;
+/// The QEMU `virt` GICv3 redistributors.
+pub const VGIC_REDIST_BASE: u64 = 0x080a_0000;
+/// One redistributor (RD and SGI frames).
+pub const VGIC_REDIST_SIZE: u64 = 0x2_0000;
+
 /// Run a vCPU.
 pub const VM_RUN: u32 = iowr(b'v', 1, size_of::<VmRun>());
 /// Reset the VM for a new boot: not suspended, no vCPU active, memory kept
@@ -422,6 +453,12 @@ pub const VM_GET_REGISTER_SET: u32 = iowr(b'v', 23, size_of::<VmRegisterSet>());
 pub const VM_ACTIVATE_CPU: u32 = iow(b'v', 30, size_of::<VmActivateCpu>());
 /// Read the set of active (or suspended) vCPUs.
 pub const VM_GET_CPUS: u32 = iowr(b'v', 31, size_of::<VmCpuset>());
+/// Give the VM a GICv3 at the given addresses (once).
+pub const VM_ATTACH_VGIC: u32 = iow(b'v', 60, size_of::<VmVgicDescr>());
+/// Raise an SPI's line (level semantics).
+pub const VM_ASSERT_IRQ: u32 = iow(b'v', 61, size_of::<VmIrq>());
+/// Lower an SPI's line.
+pub const VM_DEASSERT_IRQ: u32 = iow(b'v', 62, size_of::<VmIrq>());
 /// Read a vCPU's counters.
 pub const VM_STATS: u32 = iowr(b'v', 50, size_of::<VmStats>());
 /// Read a counter's name.
@@ -439,6 +476,8 @@ const _: () = assert!(offset_of!(VmRun, exit) == 16);
 const _: () = assert!(size_of::<VmStats>() == 16 + 8 * MAX_VM_STATS);
 const _: () = assert!(size_of::<VmStatDesc>() == 136);
 const _: () = assert!(size_of::<VmCpuset>() == 16);
+const _: () = assert!(size_of::<VmVgicDescr>() == 32);
+const _: () = assert!(size_of::<VmIrq>() == 4);
 
 /// A register number (`enum vm_reg_name`): FreeBSD's arm64 order for the
 /// first ones (x0..x30, SP, PC, CPSR, SCTLR, TTBR0/1, TCR), then the other

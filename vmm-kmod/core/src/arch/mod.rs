@@ -50,3 +50,27 @@ pub fn parange() -> u64 {
     #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
     2
 }
+
+/// How many GICv3 list registers each CPU has (ICH_VTR_EL2.ListRegs + 1),
+/// 0 if guests cannot be given a GICv3 on this host.
+pub fn gic_list_registers() -> usize {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    {
+        let vtr = aarch64::gic_vtr();
+        if vtr == 0 {
+            0
+        } else {
+            (vtr & 0x1f) as usize + 1
+        }
+    }
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    4
+}
+
+/// The counter's frequency (CNTFRQ_EL0) in Hz.
+pub fn counter_freq() -> u64 {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    return aarch64::counter_freq();
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    62_500_000
+}

@@ -38,6 +38,8 @@ pub const VMM_HC_MMU_ON: u64 = 0x564d_4d01;
 pub const VMM_HC_RUN: u64 = 0x564d_4d02;
 /// Our call: invalidate a VMID's TLB entries on all CPUs (x1 = its VTTBR).
 pub const VMM_HC_TLBI_VMID: u64 = 0x564d_4d03;
+/// Our call: read ICH_VTR_EL2 (0 without GICv3 system registers).
+pub const VMM_HC_GIC_VTR: u64 = 0x564d_4d04;
 /// Our EL2 code's answer to [`VMM_HC_PING`] ("VMM_EL2!").
 pub const EL2_MAGIC: u64 = 0x564d_4d5f_454c_3221;
 /// The probe's answer ("VMM_PROB").

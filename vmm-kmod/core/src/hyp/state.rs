@@ -5,10 +5,16 @@ use super::{install, uninstall, CpuHyp, El2, MmuConfig, Owner, Refusal};
 use crate::errno::{Errno, EINVAL, ENOMEM};
 use crate::kernel::{KernelTables, Page};
 use crate::mm::el2map::{El2Map, MAIR_EL2};
+use crate::mm::TableAlloc;
 use crate::mm::stage2::Geometry;
 use core::ptr::null_mut;
 use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use vmm_uapi::{CPU_MASK_WORDS, VMM_MAX_CPUS};
+
+/// The EL2 code's pages: 2^order, contiguous (the code may not fit one).
+const EL2_CODE_ORDER: u32 = 1;
+/// Their size.
+pub const EL2_CODE_SIZE: usize = 4096 << EL2_CODE_ORDER;
 
 /// EL2 state shared by every CPU.
 pub struct HypState {
@@ -59,9 +65,9 @@ impl HypState {
         probe_offset: usize,
         ram: &[(u64, u64)],
         parange: u64,
-        publish: impl Fn(*const u8),
+        publish: impl Fn(*const u8, usize),
     ) -> Result<(), Errno> {
-        if nr_cpus == 0 || nr_cpus > VMM_MAX_CPUS || blob.len() > 4096 || probe_offset >= blob.len() {
+        if nr_cpus == 0 || nr_cpus > VMM_MAX_CPUS || blob.len() > EL2_CODE_SIZE || probe_offset >= blob.len() {
             return Err(EINVAL);
         }
         self.parange.store(parange, Ordering::Relaxed);
@@ -78,14 +84,15 @@ impl HypState {
         let map = crate::kernel::KBox::try_new(map)?;
         self.map.store(crate::kernel::KBox::into_raw(map), Ordering::Release);
         self.nr_cpus.store(nr_cpus, Ordering::Relaxed);
-        let code = Page::alloc()?;
-        // SAFETY: the page is 4096 bytes, blob.len() <= 4096, and they are distinct.
-        unsafe { core::ptr::copy_nonoverlapping(blob.as_ptr(), code.va(), blob.len()) };
-        publish(code.va());
-        self.code_pa.store(code.pa(), Ordering::Relaxed);
+        let (code, code_pa) = KernelTables.alloc(EL2_CODE_ORDER).ok_or(ENOMEM)?;
+        let code = code as *mut u8;
+        // SAFETY: the pages hold EL2_CODE_SIZE bytes, blob.len() <= that,
+        // and they are fresh, distinct from the blob.
+        unsafe { core::ptr::copy_nonoverlapping(blob.as_ptr(), code, blob.len()) };
+        publish(code, EL2_CODE_SIZE);
+        self.code_pa.store(code_pa, Ordering::Relaxed);
         self.probe_offset.store(probe_offset as u64, Ordering::Relaxed);
-        self.code.store(code.va(), Ordering::Release);
-        core::mem::forget(code);
+        self.code.store(code, Ordering::Release);
         for cpu in 0..nr_cpus {
             let page = Page::alloc().map_err(|_| ENOMEM)?;
             self.page_pas[cpu].store(page.pa(), Ordering::Relaxed);
@@ -192,8 +199,8 @@ impl HypState {
         }
         let code = self.code.swap(null_mut(), Ordering::AcqRel);
         if !code.is_null() {
-            // SAFETY: the pointer came from Page::alloc and no CPU uses it.
-            drop(unsafe { Page::from_raw(code) });
+            // The pages came from KernelTables.alloc with this order; no CPU uses them.
+            KernelTables.free(code as *mut u64, EL2_CODE_ORDER);
         }
         for slot in &self.pages {
             let p = slot.swap(null_mut(), Ordering::AcqRel);

@@ -186,7 +186,7 @@ fn state_retakes_a_cpu_after_hotplug_or_idle() {
     let hw = SimEl2::new();
     let st = HypState::new();
     let blob = [0u8; 0x900];
-    st.init(2, &blob, PROBE_OFF as usize, &[(0x4000_0000, 0x8000_0000)], 4, |_| {}).unwrap();
+    st.init(2, &blob, PROBE_OFF as usize, &[(0x4000_0000, 0x8000_0000)], 4, |_, _| {}).unwrap();
     // The sim's addresses are the mock's page addresses; make the code PA match.
     let code_pa = st.code_pa();
     let hw = SimWithCode { sim: hw, code_pa };
@@ -208,10 +208,10 @@ fn state_retakes_a_cpu_after_hotplug_or_idle() {
 fn state_rejects_bad_setup() {
     let st = HypState::new();
     let ram = [(0x4000_0000, 0x8000_0000)];
-    assert!(st.init(0, &[0; 16], 8, &ram, 4, |_| {}).is_err());
-    assert!(st.init(1, &[0; 5000], 8, &ram, 4, |_| {}).is_err());
-    assert!(st.init(vmm_uapi::VMM_MAX_CPUS + 1, &[0; 16], 8, &ram, 4, |_| {}).is_err());
-    assert!(st.init(1, &[0; 16], 16, &ram, 4, |_| {}).is_err());
+    assert!(st.init(0, &[0; 16], 8, &ram, 4, |_, _| {}).is_err());
+    assert!(st.init(1, &[0; 9000], 8, &ram, 4, |_, _| {}).is_err());
+    assert!(st.init(vmm_uapi::VMM_MAX_CPUS + 1, &[0; 16], 8, &ram, 4, |_, _| {}).is_err());
+    assert!(st.init(1, &[0; 16], 16, &ram, 4, |_, _| {}).is_err());
     assert!(SimEl2::new().vbar.get() == Vbar::Stub);
 }
 

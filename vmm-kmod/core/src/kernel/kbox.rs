@@ -28,6 +28,16 @@ impl<T> KBox<T> {
         Ok(Self { ptr })
     }
 
+    /// A `T` whose bytes are all zero, in fresh kernel memory, without
+    /// building it on the stack first (for large structures).
+    ///
+    /// # Safety
+    /// All-zero bytes must be a valid `T`.
+    pub unsafe fn try_new_zeroed() -> Result<Self, Errno> {
+        let p = sys::kzalloc(core::mem::size_of::<T>(), core::mem::align_of::<T>()) as *mut T;
+        Ok(Self { ptr: NonNull::new(p).ok_or(ENOMEM)? })
+    }
+
     /// Gives up ownership; [`KBox::from_raw`] takes it back.
     pub fn into_raw(b: Self) -> *mut T {
         let p = b.ptr.as_ptr();

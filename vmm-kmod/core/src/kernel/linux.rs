@@ -36,6 +36,50 @@ extern "C" {
     fn vmm_shim_kick_cpu(cpu: u32);
     fn vmm_shim_copy_from_user(dst: *mut u8, src: u64, len: usize) -> i32;
     fn vmm_shim_copy_to_user(dst: u64, src: *const u8, len: usize) -> i32;
+    fn vmm_shim_waiter_create() -> *mut c_void;
+    fn vmm_shim_waiter_destroy(w: *mut c_void);
+    fn vmm_shim_waiter_arm(w: *mut c_void, ns: u64);
+    fn vmm_shim_waiter_disarm(w: *mut c_void);
+    fn vmm_shim_waiter_wait(w: *mut c_void) -> i32;
+    fn vmm_shim_waiter_clear(w: *mut c_void);
+    fn vmm_shim_waiter_wake(w: *mut c_void);
+}
+
+pub(super) fn waiter_create() -> *mut c_void {
+    // SAFETY: allocation and initialisation.
+    unsafe { vmm_shim_waiter_create() }
+}
+
+/// # Safety
+/// `w` came from [`waiter_create`] and is not used afterwards.
+pub(super) unsafe fn waiter_destroy(w: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_waiter_destroy(w) }
+}
+
+pub(super) fn waiter_arm(w: *mut c_void, ns: u64) {
+    // SAFETY: `w` is a live waiter (Waiter owns it).
+    unsafe { vmm_shim_waiter_arm(w, ns) }
+}
+
+pub(super) fn waiter_disarm(w: *mut c_void) {
+    // SAFETY: as above.
+    unsafe { vmm_shim_waiter_disarm(w) }
+}
+
+pub(super) fn waiter_clear(w: *mut c_void) {
+    // SAFETY: `w` is a live waiter.
+    unsafe { vmm_shim_waiter_clear(w) }
+}
+
+pub(super) fn waiter_wait(w: *mut c_void) -> i32 {
+    // SAFETY: as above; may sleep, callers are in process context.
+    unsafe { vmm_shim_waiter_wait(w) }
+}
+
+pub(super) fn waiter_wake(w: *mut c_void) {
+    // SAFETY: as above; callable from any context.
+    unsafe { vmm_shim_waiter_wake(w) }
 }
 
 use core::ffi::c_void;

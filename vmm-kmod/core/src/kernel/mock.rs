@@ -172,3 +172,33 @@ pub(super) fn copy_to_user(dst: u64, src: &[u8]) -> bool {
     unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst as *mut u8, src.len()) };
     true
 }
+
+/// The double's waiter: a flag on the heap; waits never block.
+pub(super) fn waiter_create() -> *mut core::ffi::c_void {
+    Box::into_raw(Box::new(AtomicBool::new(false))) as *mut core::ffi::c_void
+}
+
+/// # Safety
+/// `w` came from [`waiter_create`].
+pub(super) unsafe fn waiter_destroy(w: *mut core::ffi::c_void) {
+    // SAFETY: from Box::into_raw above.
+    drop(unsafe { Box::from_raw(w as *mut AtomicBool) });
+}
+
+pub(super) fn waiter_arm(_w: *mut core::ffi::c_void, _ns: u64) {}
+
+pub(super) fn waiter_disarm(_w: *mut core::ffi::c_void) {}
+
+pub(super) fn waiter_clear(w: *mut core::ffi::c_void) {
+    // SAFETY: live, from waiter_create.
+    unsafe { &*(w as *const AtomicBool) }.store(false, Ordering::Release);
+}
+
+pub(super) fn waiter_wait(_w: *mut core::ffi::c_void) -> i32 {
+    0
+}
+
+pub(super) fn waiter_wake(w: *mut core::ffi::c_void) {
+    // SAFETY: live, from waiter_create.
+    unsafe { &*(w as *const AtomicBool) }.store(true, Ordering::Release);
+}

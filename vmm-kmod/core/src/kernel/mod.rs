@@ -21,6 +21,7 @@ mod klock;
 mod mutex;
 mod page;
 mod tables;
+mod waiter;
 
 pub use guest_pages::KernelGuestPages;
 pub use kbox::KBox;
@@ -28,6 +29,7 @@ pub use klock::{KLock, KLockGuard};
 pub use mutex::{KMutex, KMutexGuard};
 pub use page::{Page, PAGE_SIZE};
 pub use tables::KernelTables;
+pub use waiter::Waiter;
 
 use crate::errno::Errno;
 

@@ -118,6 +118,28 @@ pub struct ExitRegs {
     pub hpfar: u64,
 }
 
+/// The guest's GICv3 virtual CPU interface state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VgicRegs {
+    /// How many list registers EL2 loads and saves (all the CPU has); 0:
+    /// the VM has no vGIC, EL2 leaves the GIC registers alone.
+    pub nr_lrs: u64,
+    /// ICH_HCR_EL2 while the guest runs (En, and UIE when more interrupts
+    /// wait than fit).
+    pub hcr: u64,
+    /// ICH_VMCR_EL2 (the guest's PMR, BPR, group enables).
+    pub vmcr: u64,
+    /// ICH_AP0R0_EL2.
+    pub ap0r: u64,
+    /// ICH_AP1R0_EL2.
+    pub ap1r: u64,
+    /// Keeps `lrs` 16-byte aligned.
+    pub pad: u64,
+    /// ICH_LR0..15_EL2.
+    pub lrs: [u64; 16],
+}
+
 /// A synchronous exception from the guest.
 pub const EXIT_SYNC: u64 = 0;
 /// A physical IRQ arrived while the guest ran.
@@ -149,8 +171,13 @@ pub struct Context {
     pub el2: El2Regs,
     /// The last exit (guest only).
     pub exit: ExitRegs,
+    /// The virtual GIC CPU interface (guest only).
+    pub vgic: VgicRegs,
     /// FP/SIMD registers (guest only: the host's are saved by the kernel).
     pub fp: FpRegs,
+    /// The emulated EL1 physical timer: CTL, CVAL (guest only; EL2 never
+    /// touches it).
+    pub ptimer: [u64; 2],
 }
 
 impl Context {
@@ -177,7 +204,9 @@ impl Context {
                 flags: 0,
             },
             exit: ExitRegs { kind: 0, esr: 0, far: 0, hpfar: 0 },
+            vgic: VgicRegs { nr_lrs: 0, hcr: 0, vmcr: 0, ap0r: 0, ap1r: 0, pad: 0, lrs: [0; 16] },
             fp: FpRegs { v: [0; 32], fpcr: 0, fpsr: 0 },
+            ptimer: [0; 2],
         }
     }
 
@@ -226,6 +255,10 @@ pub mod off {
     pub const EXIT: usize = offset_of!(Context, exit);
     /// The FP registers.
     pub const FP: usize = offset_of!(Context, fp);
+    /// The vGIC registers: nr_lrs, hcr, vmcr, ap0r, ap1r, pad, lrs.
+    pub const VGIC: usize = offset_of!(Context, vgic);
+    /// From [`VGIC`]: the list registers.
+    pub const VGIC_LRS: usize = offset_of!(VgicRegs, lrs);
     /// FPCR, then FPSR, from [`FP`].
     pub const FP_FPCR: usize = offset_of!(FpRegs, fpcr);
     /// In [`El2Regs`].
@@ -271,6 +304,7 @@ pub mod off {
     const _: () = assert!(TIMER.is_multiple_of(16) && FP.is_multiple_of(16));
     const _: () = assert!(EXIT_ESR == EXIT_KIND + 8 && EXIT_HPFAR == EXIT_ESR + 16);
     const _: () = assert!(FP_FPCR == 512);
+    const _: () = assert!(VGIC_LRS == 48 && VGIC.is_multiple_of(16));
     // The host context and a 256-byte EL2 stack fit the hyp page.
     const _: () = assert!(HYP_HOST + size_of::<Context>() + 256 <= HYP_PAGE_END);
     const _: () = assert!(size_of::<Context>().is_multiple_of(16));

@@ -4,6 +4,7 @@
 
 use super::context::{Context, Sys, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
 use super::stats::{Stat, Stats};
+use super::timer::Timer;
 use vmm_uapi::esr::{ec, DataAbort, Esr};
 use vmm_uapi::{hyp_reason, HypExit, InstEmul, VmExit};
 
@@ -16,12 +17,19 @@ pub const SMCCC_VERSION_1_1: u64 = 0x1_0001;
 /// SMCCC NOT_SUPPORTED (-1).
 pub const SMCCC_RET_NOT_SUPPORTED: u64 = u64::MAX;
 
-/// Guest memory as the exit handler needs it.
-pub trait GuestMemory {
+/// What the exit handler needs of the VM around the vCPU.
+pub trait Env {
     /// Whether `ipa` is guest RAM.
     fn is_ram(&self, ipa: u64) -> bool;
     /// Maps the page at `ipa` for the guest; false when the host has no memory.
     fn fault_in(&mut self, ipa: u64) -> bool;
+    /// An access the kernel emulates itself (the vGIC's frames):
+    /// `Some(value read)` (0 for a write) if handled, `None` if not ours.
+    fn kernel_mmio(&mut self, ipa: u64, size: u8, write: bool, data: u64) -> Option<u64>;
+    /// The guest wrote `value` to ICC_SGI1R_EL1 (or its siblings).
+    fn send_sgi(&mut self, value: u64);
+    /// The physical count (CNTPCT) now, for the emulated physical timer.
+    fn counter(&self) -> u64;
 }
 
 /// What the run loop does next.
@@ -29,8 +37,10 @@ pub trait GuestMemory {
 pub enum Outcome {
     /// Enter the guest again.
     Resume,
-    /// Give the CPU away, then enter again (WFI/WFE).
+    /// Give the CPU away, then enter again (WFE).
     Yield,
+    /// Sleep until an interrupt is pending, then enter again (WFI).
+    Wfi,
     /// Return to userspace with the exit filled in.
     ToUser,
 }
@@ -56,7 +66,7 @@ pub fn fault_ipa(hpfar: u64, far: u64) -> u64 {
 /// exit is in `out`; `pending` says what the next run must finish.
 pub fn handle(
     ctx: &mut Context,
-    mem: &mut impl GuestMemory,
+    mem: &mut impl Env,
     stats: &Stats,
     out: &mut VmExit,
     pending: &mut Pending,
@@ -90,7 +100,7 @@ fn hyp(ctx: &Context, out: &mut VmExit, reason: u32) -> Outcome {
 
 fn handle_sync(
     ctx: &mut Context,
-    mem: &mut impl GuestMemory,
+    mem: &mut impl Env,
     stats: &Stats,
     out: &mut VmExit,
     pending: &mut Pending,
@@ -118,12 +128,17 @@ fn handle_sync(
         }
         ec::SYS64 => {
             stats.inc(Stat::Sysreg);
-            sysreg(ctx, stats, esr)
+            sysreg(ctx, mem, stats, esr)
         }
         ec::WFX => {
             stats.inc(Stat::Wfx);
             ctx.pc += 4;
-            Outcome::Yield
+            // ISS bit 0: WFE (1) or WFI (0).
+            if esr.iss() & 1 == 0 {
+                Outcome::Wfi
+            } else {
+                Outcome::Yield
+            }
         }
         // Features the guest is not given: SVE, pointer authentication.
         ec::SVE | ec::PAC => {
@@ -174,7 +189,7 @@ fn smccc(ctx: &mut Context, stats: &Stats, out: &mut VmExit, esr: Esr) -> Outcom
     }
 }
 
-fn fault_in(ctx: &Context, mem: &mut impl GuestMemory, stats: &Stats, out: &mut VmExit, ipa: u64) -> Outcome {
+fn fault_in(ctx: &Context, mem: &mut impl Env, stats: &Stats, out: &mut VmExit, ipa: u64) -> Outcome {
     if mem.fault_in(ipa) {
         stats.inc(Stat::MemFault);
         Outcome::Resume
@@ -185,7 +200,7 @@ fn fault_in(ctx: &Context, mem: &mut impl GuestMemory, stats: &Stats, out: &mut 
 
 fn data_abort(
     ctx: &mut Context,
-    mem: &mut impl GuestMemory,
+    mem: &mut impl Env,
     stats: &Stats,
     out: &mut VmExit,
     pending: &mut Pending,
@@ -215,8 +230,16 @@ fn data_abort(
         // No instruction syndrome: the access cannot be emulated safely.
         return hyp(ctx, out, hyp_reason::DABT_NO_SYNDROME);
     };
-    stats.inc(Stat::Mmio);
     let data = if da.write { da.write_value(ctx.reg(da.reg)) } else { 0 };
+    if let Some(v) = mem.kernel_mmio(ipa, da.size, da.write, data) {
+        if !da.write {
+            ctx.set_reg(da.reg, da.read_value(v));
+        }
+        ctx.pc += 4;
+        stats.inc(Stat::KernelMmio);
+        return Outcome::Resume;
+    }
+    stats.inc(Stat::Mmio);
     out.pc = ctx.pc;
     out.inst_length = 4;
     out.set_inst_emul(&InstEmul {
@@ -251,13 +274,43 @@ pub fn complete(ctx: &mut Context, pending: &mut Pending, mmio_data: Option<u64>
 }
 
 /// A trapped system register access (ISS: Op0, Op2, Op1, CRn, Rt, CRm, direction).
-fn sysreg(ctx: &mut Context, stats: &Stats, esr: Esr) -> Outcome {
+fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Outcome {
     let iss = esr.iss();
     let op0 = (iss >> 20) & 3;
+    let op2 = (iss >> 17) & 7;
     let op1 = (iss >> 14) & 7;
     let crn = (iss >> 10) & 0xf;
+    let crm = (iss >> 1) & 0xf;
     let rt = (iss >> 5) & 0x1f;
     let read = iss & 1 != 0;
+    // ICC_SGI1R_EL1, ICC_ASGI1R_EL1, ICC_SGI0R_EL1 (op0 3, CRn 12, CRm 11):
+    // writes trap while interrupts are virtualised.
+    if op0 == 3 && crn == 12 && crm == 11 && matches!((op1, op2), (0, 5) | (1, 6) | (2, 7)) {
+        if !read {
+            env.send_sgi(ctx.reg(rt));
+        }
+        stats.inc(Stat::SysregEmulated);
+        ctx.pc += 4;
+        return Outcome::Resume;
+    }
+    // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0 (op0 3, op1 3, CRn 14,
+    // CRm 2): the physical timer is the host's; the guest gets its own.
+    if op0 == 3 && op1 == 3 && crn == 14 && crm == 2 && op2 <= 2 {
+        let count = env.counter();
+        let mut t = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
+        match (op2, read) {
+            (0, true) => ctx.set_reg(rt, t.read_tval(count)),
+            (0, false) => t.write_tval(ctx.reg(rt), count),
+            (1, true) => ctx.set_reg(rt, t.read_ctl(count)),
+            (1, false) => t.write_ctl(ctx.reg(rt)),
+            (_, true) => ctx.set_reg(rt, t.cval),
+            (_, false) => t.cval = ctx.reg(rt),
+        }
+        ctx.ptimer = [t.ctl, t.cval];
+        stats.inc(Stat::SysregEmulated);
+        ctx.pc += 4;
+        return Outcome::Resume;
+    }
     let debug = op0 == 2 || (op0 == 3 && op1 == 3 && crn == 4 && (iss >> 1) & 0xf == 5);
     if debug {
         // Debug registers (MDSCR_EL1, breakpoints, OS lock, DBGDTR...):
@@ -315,9 +368,11 @@ mod tests {
         ram: (u64, u64),
         faults: Vec<u64>,
         full: bool,
+        mmio: Vec<(u64, bool, u64)>,
+        sgis: Vec<u64>,
     }
 
-    impl GuestMemory for Mem {
+    impl Env for Mem {
         fn is_ram(&self, ipa: u64) -> bool {
             ipa >= self.ram.0 && ipa < self.ram.1
         }
@@ -325,10 +380,22 @@ mod tests {
             self.faults.push(ipa);
             !self.full
         }
+        fn kernel_mmio(&mut self, ipa: u64, _size: u8, write: bool, data: u64) -> Option<u64> {
+            (ipa >> 16 == 0x0800).then(|| {
+                self.mmio.push((ipa, write, data));
+                0x30
+            })
+        }
+        fn send_sgi(&mut self, value: u64) {
+            self.sgis.push(value);
+        }
+        fn counter(&self) -> u64 {
+            1_000_000
+        }
     }
 
     fn mem() -> Mem {
-        Mem { ram: (0x4000_0000, 0x4400_0000), faults: vec![], full: false }
+        Mem { ram: (0x4000_0000, 0x4400_0000), faults: vec![], full: false, mmio: vec![], sgis: vec![] }
     }
 
     fn exit(esr: u64, far: u64, ipa: u64) -> Context {
@@ -452,6 +519,37 @@ mod tests {
         c.x[3] = 99;
         run(&mut c, &mut mem());
         assert_eq!((c.x[3], c.pc), (0, 0x4000_1004));
+    }
+
+    #[test]
+    fn gic_sgis_timers_and_wfi() {
+        let mut m = mem();
+        // ldr w0, [GICD + 0xffe8]: emulated in the kernel, not userspace.
+        let mut c = exit(0x9380_0006, 0x0800_ffe8, 0x0800_ffe8);
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Resume);
+        assert_eq!((c.x[0], c.pc), (0x30, 0x4000_1004));
+        assert_eq!(m.mmio, vec![(0x0800_ffe8, false, 0)]);
+        // msr icc_sgi1r_el1, x2 (op0 3, op1 0, CRn 12, CRm 11, op2 5, write)
+        let iss = 3 << 20 | 5 << 17 | 12 << 10 | 2 << 5 | 11 << 1;
+        let mut c = exit(0x6200_0000 | iss, 0, 0);
+        c.x[2] = 1 << 24 | 0b10;
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Resume);
+        assert_eq!(m.sgis, vec![1 << 24 | 0b10]);
+        // msr cntp_tval_el0, x3 then mrs x4, cntp_cval_el0
+        let tval = 3 << 20 | 3 << 14 | 14 << 10 | 3 << 5 | 2 << 1;
+        let mut c = exit(0x6200_0000 | tval, 0, 0);
+        c.x[3] = 62_500;
+        run(&mut c, &mut m);
+        assert_eq!(c.ptimer[1], 1_062_500);
+        c.exit.esr = 0x6200_0000 | 3 << 20 | 2 << 17 | 3 << 14 | 14 << 10 | 4 << 5 | 2 << 1 | 1;
+        run(&mut c, &mut m);
+        assert_eq!(c.x[4], 1_062_500);
+        // WFI blocks, WFE yields; both step over the instruction.
+        let mut c = exit(0x0600_0000, 0, 0);
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Wfi);
+        assert_eq!(c.pc, 0x4000_1004);
+        let mut c = exit(0x0600_0001, 0, 0);
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Yield);
     }
 
     #[test]

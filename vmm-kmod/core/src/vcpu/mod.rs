@@ -5,6 +5,7 @@ pub mod context;
 pub mod exits;
 pub mod run;
 pub mod stats;
+pub mod timer;
 
 use crate::errno::{Errno, EBUSY, EINVAL};
 use context::{Context, Sys};
@@ -68,6 +69,8 @@ pub struct VcpuState {
     pub active: bool,
     /// The host CPU it last ran on (-1: never).
     pub last_cpu: i32,
+    /// How many list registers the last entry filled (to read back).
+    pub listed: usize,
 }
 
 /// A vCPU.
@@ -80,6 +83,8 @@ pub struct Vcpu {
     state: UnsafeCell<VcpuState>,
     /// Exit counters.
     pub stats: Stats,
+    /// Where its thread sleeps in WFI.
+    pub waiter: crate::kernel::Waiter,
 }
 
 // SAFETY: `state` is only reached through a VcpuGuard, which `busy` makes exclusive.
@@ -94,7 +99,7 @@ pub struct VcpuGuard<'a> {
 
 impl Vcpu {
     /// vCPU `id`, not yet active, with the EL2 setup of its VM.
-    pub fn new(id: usize, vttbr: u64, vtcr: u64, cntvoff: u64, midr: u64) -> Self {
+    pub fn new(id: usize, vttbr: u64, vtcr: u64, cntvoff: u64, midr: u64) -> Result<Self, Errno> {
         let mut ctx = Context::zeroed();
         ctx.el2.hcr = GUEST_HCR;
         ctx.el2.vttbr = vttbr;
@@ -104,12 +109,23 @@ impl Vcpu {
         ctx.el2.vmpidr = mpidr_of(id);
         ctx.el2.cptr = GUEST_CPTR;
         ctx.el2.mdcr = GUEST_MDCR;
-        Self {
+        Ok(Self {
             id,
             busy: AtomicBool::new(false),
             running_on: AtomicI32::new(-1),
-            state: UnsafeCell::new(VcpuState { ctx, pending: Pending::None, active: false, last_cpu: -1 }),
+            state: UnsafeCell::new(VcpuState { ctx, pending: Pending::None, active: false, last_cpu: -1, listed: 0 }),
             stats: Stats::new(),
+            waiter: crate::kernel::Waiter::new()?,
+        })
+    }
+
+    /// Makes it notice a change: wakes its thread from WFI and interrupts
+    /// the CPU it runs on, if it runs.
+    pub fn kick(&self) {
+        self.waiter.wake();
+        let cpu = self.running_on.load(Ordering::SeqCst);
+        if cpu >= 0 {
+            crate::kernel::kick_cpu(cpu as u32);
         }
     }
 
@@ -156,6 +172,8 @@ impl VcpuGuard<'_> {
         self.ctx = Context::zeroed();
         self.ctx.el2 = el2;
         self.ctx.el2.flags = 0;
+        self.ctx.vgic = Default::default();
+        self.listed = 0;
         self.ctx.pstate = RESET_PSTATE;
         self.ctx.set_sys(Sys::Sctlr, RESET_SCTLR);
         self.pending = Pending::None;
@@ -248,7 +266,7 @@ mod tests {
 
     #[test]
     fn reset_state_follows_the_boot_protocol() {
-        let v = Vcpu::new(3, 0x1_0000_0000_1000, 0x8001_3558, 77, 0x410f_d070);
+        let v = Vcpu::new(3, 0x1_0000_0000_1000, 0x8001_3558, 77, 0x410f_d070).unwrap();
         let mut g = v.try_lock().unwrap();
         g.ctx.x[5] = 9;
         g.reset();
@@ -263,7 +281,7 @@ mod tests {
 
     #[test]
     fn registers_round_trip_and_pstate_is_checked() {
-        let v = Vcpu::new(0, 0, 0, 0, 0);
+        let v = Vcpu::new(0, 0, 0, 0, 0).unwrap();
         let mut g = v.try_lock().unwrap();
         for r in VmReg::all() {
             if r == VmReg::CPSR || r == VmReg::MPIDR_EL1 || r == VmReg::MDSCR_EL1 {
@@ -290,7 +308,7 @@ mod tests {
 
     #[test]
     fn one_holder_at_a_time() {
-        let v = Vcpu::new(0, 0, 0, 0, 0);
+        let v = Vcpu::new(0, 0, 0, 0, 0).unwrap();
         let g = v.try_lock().unwrap();
         assert_eq!(v.try_lock().err(), Some(EBUSY));
         drop(g);

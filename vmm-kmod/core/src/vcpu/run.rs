@@ -24,7 +24,7 @@ pub fn run(vm: &Vm, vcpu: &Vcpu, req: &mut VmRun) -> Result<(), Errno> {
     let st = &mut *g;
     exits::complete(&mut st.ctx, &mut st.pending, data);
     req.exit = Default::default();
-    let mut mem = vm.guest_memory();
+    let mut env = vm.env(vcpu.id);
     loop {
         if let Some(how) = vm.suspended() {
             req.exit.pc = g.ctx.pc;
@@ -43,9 +43,10 @@ pub fn run(vm: &Vm, vcpu: &Vcpu, req: &mut VmRun) -> Result<(), Errno> {
             return Err(EIO);
         }
         let st = &mut *g;
-        match exits::handle(&mut st.ctx, &mut mem, &vcpu.stats, &mut req.exit, &mut st.pending) {
+        match exits::handle(&mut st.ctx, &mut env, &vcpu.stats, &mut req.exit, &mut st.pending) {
             Outcome::Resume => {}
             Outcome::Yield => kernel::cond_resched(),
+            Outcome::Wfi => wait_for_interrupt(vm, &mut g)?,
             Outcome::ToUser => {
                 vcpu.stats.inc(super::stats::Stat::ToUser);
                 return Ok(());
@@ -54,10 +55,36 @@ pub fn run(vm: &Vm, vcpu: &Vcpu, req: &mut VmRun) -> Result<(), Errno> {
     }
 }
 
+/// WFI: sleeps until the vCPU has an interrupt to take, its timer is due,
+/// something kicks it (a new interrupt, a suspend), or a signal arrives.
+fn wait_for_interrupt(vm: &Vm, g: &mut VcpuGuard<'_>) -> Result<(), Errno> {
+    let id = g.vcpu().id;
+    g.vcpu().waiter.clear();
+    if vm.suspended().is_some() || vm.has_interrupt(id, &mut g.ctx) {
+        return Ok(());
+    }
+    match vm.next_timer_ns(&g.ctx) {
+        Some(0) => return Ok(()),
+        Some(ns) => g.vcpu().waiter.arm(ns),
+        None => {}
+    }
+    let r = g.vcpu().waiter.wait();
+    g.vcpu().waiter.disarm();
+    r
+}
+
 /// One entry into the guest, with the host's FP state saved and interrupts
 /// masked around it. Returns false if the VM got suspended just before.
 fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
+    let id = g.vcpu().id;
+    let listed = vm.vgic_flush(id, &mut g.ctx);
+    let timer_ns = vm.next_timer_ns(&g.ctx);
     let cpu = kernel::guest_enter();
+    // The guest's next timer deadline wakes this CPU (and so exits the
+    // guest) even if the guest is busy when it comes.
+    if let Some(ns) = timer_ns {
+        g.vcpu().waiter.arm(ns);
+    }
     g.vcpu().running_on.store(cpu as i32, Ordering::SeqCst);
     // Pairs with the fence in Vm::kick_all: either it sees us running and
     // interrupts this CPU, or we see its suspend flag here.
@@ -65,6 +92,7 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     if vm.suspended().is_some() {
         g.vcpu().running_on.store(-1, Ordering::SeqCst);
         kernel::guest_exit();
+        vm.vgic_fold(id, &g.ctx, listed);
         return false;
     }
     if g.last_cpu != cpu as i32 {
@@ -76,6 +104,8 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     g.ctx.el2.flags = 0;
     g.vcpu().running_on.store(-1, Ordering::SeqCst);
     kernel::guest_exit();
+    g.listed = listed;
+    vm.vgic_fold(id, &g.ctx, listed);
     if !ok {
         // EL2 is not ours on this CPU: report it rather than loop.
         g.ctx.exit.kind = u64::MAX;

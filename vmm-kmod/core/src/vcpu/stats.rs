@@ -20,6 +20,8 @@ pub enum Stat {
     SmcccInKernel,
     /// MMIO accesses sent to userspace.
     Mmio,
+    /// MMIO accesses emulated in the kernel (the vGIC).
+    KernelMmio,
     /// Stage-2 faults on guest memory (pages mapped).
     MemFault,
     /// Instruction aborts.
@@ -39,7 +41,7 @@ pub enum Stat {
 }
 
 /// Number of counters.
-pub const STAT_COUNT: usize = 15;
+pub const STAT_COUNT: usize = 16;
 
 /// Names, as `bhyvectl --get-stats` prints them.
 pub const STAT_NAMES: [&str; STAT_COUNT] = [
@@ -50,6 +52,7 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "smc instructions",
     "smccc calls answered in the kernel",
     "mmio accesses to userspace",
+    "mmio accesses emulated in the kernel",
     "stage-2 faults on guest memory",
     "instruction aborts",
     "system register traps",

@@ -66,6 +66,19 @@ impl View<'_> {
         self.dist.enables & bit != 0
     }
 
+    /// Whether interrupt `intid` is for this vCPU and could be signalled now
+    /// (what [`View::flush`] lists as pending).
+    fn signalable(&self, intid: u32) -> Option<Irq> {
+        let irq = *self.irq(intid)?;
+        let ours = intid < 32 || self.spi_is_ours(&irq);
+        (ours && irq.deliverable() && self.group_enabled(&irq) && !self.redist.asleep).then_some(irq)
+    }
+
+    /// Whether anything could be signalled to this vCPU (a WFI ends).
+    pub fn has_pending(&self) -> bool {
+        (0..super::NR_IRQS).any(|i| self.signalable(i).is_some())
+    }
+
     /// Chooses up to `nr_lrs` interrupts for the list registers: active ones
     /// first (the guest must be able to deactivate them), then pending ones
     /// by priority, then by INTID.
@@ -74,14 +87,12 @@ impl View<'_> {
         // (active first, priority, intid)
         let mut cand: [(bool, u8, u32); super::NR_IRQS as usize] = [(false, 0, 0); super::NR_IRQS as usize];
         let mut m = 0;
-        let sleeping = self.redist.asleep;
         for intid in 0..super::NR_IRQS {
-            let irq = match self.irq(intid) {
-                Some(q) if intid < 32 || self.spi_is_ours(q) => *q,
-                _ => continue,
+            let active = match self.irq(intid) {
+                Some(q) if q.active && (intid < 32 || self.spi_is_ours(q)) => Some(*q),
+                _ => None,
             };
-            let wanted = irq.active || (irq.deliverable() && self.group_enabled(&irq) && !sleeping);
-            if wanted {
+            if let Some(irq) = active.or_else(|| self.signalable(intid)) {
                 cand[m] = (!irq.active, irq.priority, intid);
                 m += 1;
             }

@@ -11,6 +11,7 @@
 //   VMM_HC_MMU_ON(x1 = TTBR0_EL2, x2 = TCR_EL2, x3 = MAIR_EL2)
 //   VMM_HC_RUN(x1 = guest context PA): runs the guest until an exit; x0 = 0
 //   VMM_HC_TLBI_VMID(x1 = VTTBR): invalidates that VMID's TLB entries, all CPUs
+//   VMM_HC_GIC_VTR: x0 = ICH_VTR_EL2, or 0 without the GICv3 system registers
 // Anything else answers HVC_STUB_ERR, as the stub does. The host treats
 // x0-x17 as clobbered; x18-x30 and the host's EL1 state survive a run.
 //
@@ -32,6 +33,7 @@
 	.equ	VMM_HC_MMU_ON, 0x564d4d01
 	.equ	VMM_HC_RUN, 0x564d4d02
 	.equ	VMM_HC_TLBI_VMID, 0x564d4d03
+	.equ	VMM_HC_GIC_VTR, 0x564d4d04
 	.equ	VMM_EL2_MAGIC, 0x564d4d5f454c3221
 	.equ	VMM_PROBE_MAGIC, 0x564d4d5f50524f42
 	.equ	ESR_EC_SHIFT, 26
@@ -47,6 +49,8 @@
 	.equ	CTX_EL2, {ctx_el2}
 	.equ	CTX_EXIT, {ctx_exit}
 	.equ	CTX_FP, {ctx_fp}
+	.equ	CTX_VGIC, {ctx_vgic}
+	.equ	VGIC_LRS, {vgic_lrs}
 	.equ	FP_FPCR, {fp_fpcr}
 	.equ	EL2_HCR, {el2_hcr}
 	.equ	EL2_VTTBR, {el2_vttbr}
@@ -217,6 +221,110 @@
 	msr	fpsr, x6
 	.endm
 
+	// The guest's virtual CPU interface, if its VM has a vGIC (nr_lrs != 0):
+	// VMCR, AP0R0, AP1R0, then as many list registers as the CPU has,
+	// through a jump into a table of (load, msr) pairs, last to first.
+	// Uses x3-x6 and x9.
+	.macro	restore_vgic ctx
+	add	x9, \ctx, #CTX_VGIC
+	ldr	x4, [x9]
+	cbz	x4, 5f
+	ldp	x5, x6, [x9, #16]
+	msr	ich_vmcr_el2, x5
+	msr	ich_ap0r0_el2, x6
+	ldr	x5, [x9, #32]
+	msr	ich_ap1r0_el2, x5
+	add	x3, x9, #VGIC_LRS
+	adr	x5, 6f
+	sub	x5, x5, x4, lsl #3
+	br	x5
+	ldr	x6, [x3, #120]
+	msr	ich_lr15_el2, x6
+	ldr	x6, [x3, #112]
+	msr	ich_lr14_el2, x6
+	ldr	x6, [x3, #104]
+	msr	ich_lr13_el2, x6
+	ldr	x6, [x3, #96]
+	msr	ich_lr12_el2, x6
+	ldr	x6, [x3, #88]
+	msr	ich_lr11_el2, x6
+	ldr	x6, [x3, #80]
+	msr	ich_lr10_el2, x6
+	ldr	x6, [x3, #72]
+	msr	ich_lr9_el2, x6
+	ldr	x6, [x3, #64]
+	msr	ich_lr8_el2, x6
+	ldr	x6, [x3, #56]
+	msr	ich_lr7_el2, x6
+	ldr	x6, [x3, #48]
+	msr	ich_lr6_el2, x6
+	ldr	x6, [x3, #40]
+	msr	ich_lr5_el2, x6
+	ldr	x6, [x3, #32]
+	msr	ich_lr4_el2, x6
+	ldr	x6, [x3, #24]
+	msr	ich_lr3_el2, x6
+	ldr	x6, [x3, #16]
+	msr	ich_lr2_el2, x6
+	ldr	x6, [x3, #8]
+	msr	ich_lr1_el2, x6
+	ldr	x6, [x3, #0]
+	msr	ich_lr0_el2, x6
+6:	ldr	x5, [x9, #8]
+	msr	ich_hcr_el2, x5
+5:
+	.endm
+
+	// Saves what restore_vgic loaded and turns the virtual interface off.
+	.macro	save_vgic ctx
+	add	x9, \ctx, #CTX_VGIC
+	ldr	x4, [x9]
+	cbz	x4, 7f
+	mrs	x5, ich_vmcr_el2
+	mrs	x6, ich_ap0r0_el2
+	stp	x5, x6, [x9, #16]
+	mrs	x5, ich_ap1r0_el2
+	str	x5, [x9, #32]
+	add	x3, x9, #VGIC_LRS
+	adr	x5, 8f
+	sub	x5, x5, x4, lsl #3
+	br	x5
+	mrs	x6, ich_lr15_el2
+	str	x6, [x3, #120]
+	mrs	x6, ich_lr14_el2
+	str	x6, [x3, #112]
+	mrs	x6, ich_lr13_el2
+	str	x6, [x3, #104]
+	mrs	x6, ich_lr12_el2
+	str	x6, [x3, #96]
+	mrs	x6, ich_lr11_el2
+	str	x6, [x3, #88]
+	mrs	x6, ich_lr10_el2
+	str	x6, [x3, #80]
+	mrs	x6, ich_lr9_el2
+	str	x6, [x3, #72]
+	mrs	x6, ich_lr8_el2
+	str	x6, [x3, #64]
+	mrs	x6, ich_lr7_el2
+	str	x6, [x3, #56]
+	mrs	x6, ich_lr6_el2
+	str	x6, [x3, #48]
+	mrs	x6, ich_lr5_el2
+	str	x6, [x3, #40]
+	mrs	x6, ich_lr4_el2
+	str	x6, [x3, #32]
+	mrs	x6, ich_lr3_el2
+	str	x6, [x3, #24]
+	mrs	x6, ich_lr2_el2
+	str	x6, [x3, #16]
+	mrs	x6, ich_lr1_el2
+	str	x6, [x3, #8]
+	mrs	x6, ich_lr0_el2
+	str	x6, [x3, #0]
+8:	msr	ich_hcr_el2, xzr
+7:
+	.endm
+
 	.section .rodata.vmm_el2, "a"
 	.balign	2048
 	.global	vmm_el2_start
@@ -269,6 +377,9 @@ el2_from_host_EXIT_SYNC:
 	mov_q	x9, VMM_HC_TLBI_VMID
 	cmp	x0, x9
 	b.eq	el2_tlbi_vmid
+	mov_q	x9, VMM_HC_GIC_VTR
+	cmp	x0, x9
+	b.eq	el2_gic_vtr
 	mov_q	x0, HVC_STUB_ERR
 	eret
 
@@ -339,6 +450,14 @@ el2_mmu_on:
 	dsb	nsh
 	isb
 	mov	x0, xzr
+	eret
+
+el2_gic_vtr:
+	mrs	x0, icc_sre_el2
+	tbz	x0, #0, 1f
+	mrs	x0, ich_vtr_el2
+	eret
+1:	mov	x0, xzr
 	eret
 
 el2_tlbi_vmid:
@@ -422,6 +541,7 @@ el2_run:
 	ldp	x3, x4, [x1, #CTX_TIMER]
 	msr	cntv_cval_el0, x4
 	msr	cntv_ctl_el0, x3
+	restore_vgic x1
 	// Stage 2 and the traps on, last.
 	ldr	x3, [x10, #EL2_HCR]
 	msr	hcr_el2, x3
@@ -487,6 +607,7 @@ el2_guest_exit:
 	stp	x2, x3, [x1, #CTX_TIMER]
 	msr	cntv_ctl_el0, xzr
 	save_fp x1
+	save_vgic x1
 	// Back to the host: stage 2 and traps off first.
 	mrs	x0, tpidr_el2
 	add	x2, x0, #HYP_HOST

@@ -1,6 +1,6 @@
 //! AArch64: the [`El2`] port, cache maintenance, and the EL2 code blob.
 
-use crate::hyp::{El2, VMM_HC_RUN, VMM_HC_TLBI_VMID};
+use crate::hyp::{El2, VMM_HC_GIC_VTR, VMM_HC_RUN, VMM_HC_TLBI_VMID};
 use crate::vcpu::context::{off, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
 use aarch64_cpu::registers::{CurrentEL, Readable, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, MIDR_EL1};
 use core::arch::{asm, global_asm};
@@ -19,6 +19,8 @@ global_asm!(
     ctx_el2 = const off::EL2,
     ctx_exit = const off::EXIT,
     ctx_fp = const off::FP,
+    ctx_vgic = const off::VGIC,
+    vgic_lrs = const off::VGIC_LRS,
     fp_fpcr = const off::FP_FPCR,
     el2_hcr = const off::EL2_HCR,
     el2_vttbr = const off::EL2_VTTBR,
@@ -166,4 +168,21 @@ pub fn counter() -> u64 {
 /// ID_AA64MMFR0_EL1.PARange.
 pub fn parange() -> u64 {
     ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange)
+}
+
+/// ICH_VTR_EL2, read at EL2, or 0 when the CPU has no GICv3 system
+/// register interface (ID_AA64PFR0_EL1.GIC) or EL2 does not use it.
+pub fn gic_vtr() -> u64 {
+    if (ID_AA64PFR0_EL1.get() >> 24) & 0xf == 0 {
+        return 0;
+    }
+    Hw.hvc([VMM_HC_GIC_VTR, 0, 0, 0])[0]
+}
+
+/// CNTFRQ_EL0.
+pub fn counter_freq() -> u64 {
+    let v: u64;
+    // SAFETY: reading the counter frequency has no side effects.
+    unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
 }
