@@ -122,6 +122,25 @@ impl Vm {
         sys::ioctl(&self.file, VM_SUSPEND, &mut s).map_err(|e| self.err("suspend", e))
     }
 
+    /// Gives the VM a GICv3 at QEMU `virt`'s addresses with a redistributor
+    /// for each of `nr_vcpus` vCPUs (`VM_ATTACH_VGIC`). `EEXIST` if it has one.
+    pub fn attach_vgic(&self, nr_vcpus: u32) -> Result<()> {
+        let mut d = vmm_uapi::VmVgicDescr {
+            dist_start: vmm_uapi::VGIC_DIST_BASE,
+            dist_size: vmm_uapi::VGIC_DIST_SIZE,
+            redist_start: vmm_uapi::VGIC_REDIST_BASE,
+            redist_size: vmm_uapi::VGIC_REDIST_SIZE * nr_vcpus as u64,
+        };
+        sys::ioctl(&self.file, vmm_uapi::VM_ATTACH_VGIC, &mut d).map_err(|e| self.err("attach a GICv3", e))
+    }
+
+    /// Raises (`level`) or lowers the line of SPI `intid` (32 and up).
+    pub fn set_irq_line(&self, intid: u32, level: bool) -> Result<()> {
+        let mut irq = vmm_uapi::VmIrq { irq: intid };
+        let cmd = if level { vmm_uapi::VM_ASSERT_IRQ } else { vmm_uapi::VM_DEASSERT_IRQ };
+        sys::ioctl(&self.file, cmd, &mut irq).map_err(|e| self.err("set an interrupt line", e))
+    }
+
     /// The activated vCPUs, as a bit mask.
     pub fn active_cpus(&self) -> Result<u64> {
         let mut c = VmCpuset { which: VM_ACTIVE_CPUS, ..Default::default() };

@@ -231,6 +231,9 @@ impl Vm {
             g.reset();
             g.active = false;
         }
+        if let Some(g) = self.vgic.lock().as_mut() {
+            g.reset();
+        }
         self.active.store(0, Ordering::Release);
         self.suspended.store(SuspendHow::None as u32, Ordering::Release);
         Ok(())
