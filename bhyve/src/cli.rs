@@ -11,22 +11,28 @@ use vmmapi::size::parse_mem_size;
 /// One-line usage printed under every command-line error.
 pub const USAGE: &str = "usage: bhyve [-c [cpus=]N] [-m SIZE] [-o KEY=VALUE]... NAME  (see --help)";
 
-/// Most vCPUs bhyve runs for now.
-pub const MAX_VCPUS: u32 = 1;
+/// Most vCPUs a VM has: the kernel's `VM_MAXCPU`.
+pub const MAX_VCPUS: u32 = vmm_uapi::VM_MAXCPU as u32;
 
 #[derive(Parser, Debug)]
 #[command(
     name = "bhyve",
-    about = "Run a VM prepared by bhyveload: its vCPU, devices and console",
+    about = "Run a VM prepared by bhyveload: its vCPUs, devices and console",
     disable_version_flag = true,
     after_help = "-o keys:\n  \
                   console=stdio      the UART on stdin/stdout (the default, and the only one for now)\n  \
                   testdev            the test device at 0x0b000000\n  \
                   testdev.param=N    the test device, with PARAM reading N\n\n\
-                  Exit status: 0 reset, 1 power-off, 2 halt, 4 error; 2 also for a bad command line."
+                  vCPUs: vCPU 0 starts where bhyveload left it; the others start off, each on its own\n\
+                  thread, until the guest turns them on with PSCI CPU_ON. vCPU n has MPIDR Aff0 = n mod 16,\n\
+                  Aff1 = n / 16.\n\n\
+                  PSCI 1.0 over HVC: PSCI_VERSION, PSCI_FEATURES, CPU_ON, CPU_OFF, AFFINITY_INFO,\n\
+                  MIGRATE_INFO_TYPE, SYSTEM_OFF, SYSTEM_RESET.\n\n\
+                  Exit status: 0 reset, 1 power-off, 2 halt (also: every vCPU is off), 4 error; 2 also for a\n\
+                  bad command line. SIGINT, SIGTERM and SIGHUP stop every vCPU, and bhyve dies of the signal."
 )]
 struct Args {
-    /// Number of vCPUs (only 1 for now).
+    /// Number of vCPUs, 1 to 32 (the kernel's VM_MAXCPU).
     #[arg(short = 'c', value_name = "[cpus=]N")]
     cpus: Option<String>,
     /// Guest memory: must match the VM's (or sets it up if it has none).
@@ -122,7 +128,7 @@ fn parse_cpus(s: &str) -> Result<u32, String> {
     if n == 0 {
         Err("a VM needs at least 1 vCPU".into())
     } else if n > MAX_VCPUS {
-        Err(format!("only {MAX_VCPUS} vCPU is supported for now"))
+        Err(format!("at most {MAX_VCPUS} vCPUs (VM_MAXCPU)"))
     } else {
         Ok(n)
     }
@@ -196,9 +202,15 @@ mod tests {
 
     #[test]
     fn cpu_counts() {
-        assert_eq!(err(&["-c", "2", "g"]), "bhyve: -c 2: only 1 vCPU is supported for now");
-        assert_eq!(err(&["-c", "cpus=4", "g"]), "bhyve: -c cpus=4: only 1 vCPU is supported for now");
+        assert_eq!(p(&["-c", "2", "g"]).unwrap().cpus, 2);
+        assert_eq!(p(&["-c", "cpus=4", "g"]).unwrap().cpus, 4);
+        assert_eq!(p(&["-c32", "g"]).unwrap().cpus, 32);
+        assert_eq!(MAX_VCPUS, 32);
+        assert_eq!(err(&["-c", "33", "g"]), "bhyve: -c 33: at most 32 vCPUs (VM_MAXCPU)");
+        assert_eq!(err(&["-c", "cpus=64", "g"]), "bhyve: -c cpus=64: at most 32 vCPUs (VM_MAXCPU)");
         assert_eq!(err(&["-c", "0", "g"]), "bhyve: -c 0: a VM needs at least 1 vCPU");
+        assert_eq!(err(&["-c", "cpus=0", "g"]), "bhyve: -c cpus=0: a VM needs at least 1 vCPU");
+        assert!(err(&["-c", "-1", "g"]).contains("-1"));
         assert!(err(&["-c", "two", "g"]).starts_with("bhyve: -c two: 'two' is not a number"));
         assert!(err(&["-c", "sockets=1", "g"]).contains("unknown key 'sockets'"));
     }
@@ -218,6 +230,8 @@ mod tests {
         let e = p(&["--help"]).unwrap_err();
         assert_eq!(e.code, 0);
         assert!(e.out.contains("testdev.param=N") && e.out.contains("-c <[cpus=]N>"));
+        assert!(e.out.contains("1 to 32 (the kernel's VM_MAXCPU)"), "{}", e.out);
+        assert!(e.out.contains("CPU_ON, CPU_OFF, AFFINITY_INFO"));
         assert!(e.err.is_empty());
     }
 }

@@ -39,12 +39,17 @@ pub enum Error {
     /// The signal handlers could not be installed.
     #[error("cannot install signal handlers: {}", .0.desc())]
     Signals(Errno),
+    /// The thread that waits for stop signals could not be started.
+    #[error("cannot start the signal thread: {0}")]
+    SignalThread(std::io::Error),
     /// The guest accessed an address no device claims.
     #[error(
-        "unhandled {} at {gpa:#010x} ({why}), pc {pc:#010x}",
+        "unhandled {} at {gpa:#010x} ({why}), pc {pc:#010x} on vCPU {vcpu}",
         access_words(*write, *size, *value)
     )]
     UnhandledAccess {
+        /// The vCPU.
+        vcpu: i32,
         /// A write (else a read).
         write: bool,
         /// Bytes.
@@ -90,6 +95,20 @@ pub enum Error {
         /// The guest's PC.
         pc: u64,
     },
+    /// A vCPU's thread could not be started.
+    #[error("cannot start a thread for vCPU {vcpu}: {err}")]
+    Thread {
+        /// The vCPU.
+        vcpu: usize,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// A vCPU's thread panicked (a bug in bhyve).
+    #[error("vCPU {vcpu}: bhyve's thread for it panicked")]
+    Panicked {
+        /// The vCPU.
+        vcpu: usize,
+    },
     /// A `SUSPENDED` exit with a reason bhyve has no exit status for.
     #[error("vCPU {vcpu} stopped: the VM was suspended for no known reason ({how:?})")]
     UnexpectedSuspend {
@@ -118,6 +137,7 @@ mod tests {
     fn messages() {
         assert_eq!(Error::NoVm("g".into()).to_string(), "VM 'g' does not exist (create it with bhyveload)");
         let e = Error::UnhandledAccess {
+            vcpu: 0,
             write: false,
             size: 8,
             value: 0,
@@ -125,8 +145,9 @@ mod tests {
             pc: 0x4000_0123,
             why: BusError::NoDevice,
         };
-        assert_eq!(e.to_string(), "unhandled read of 8 bytes at 0x44000000 (no device there), pc 0x40000123");
+        assert_eq!(e.to_string(), "unhandled read of 8 bytes at 0x44000000 (no device there), pc 0x40000123 on vCPU 0");
         let e = Error::UnhandledAccess {
+            vcpu: 31,
             write: true,
             size: 1,
             value: 0x41,
@@ -134,7 +155,10 @@ mod tests {
             pc: 0x4000_0000,
             why: BusError::NoDevice,
         };
-        assert_eq!(e.to_string(), "unhandled write of 1 byte (0x41) at 0x00001000 (no device there), pc 0x40000000");
+        assert_eq!(
+            e.to_string(),
+            "unhandled write of 1 byte (0x41) at 0x00001000 (no device there), pc 0x40000000 on vCPU 31"
+        );
         let e = Error::MemoryMismatch { name: "g".into(), have: 128 << 20, want: 64 << 20 };
         assert_eq!(e.to_string(), "VM 'g' has 128M of memory, not 64M (-m)");
         assert_eq!(Error::Signals(Errno::EINVAL).to_string(), "cannot install signal handlers: Invalid argument");

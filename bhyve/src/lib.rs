@@ -1,5 +1,6 @@
 //! bhyve's parts, apart from its `main`: the MMIO bus, the device models, the
-//! vCPU loop and its exit handling, PSCI, the console and the command line.
+//! vCPU loop and its exit handling, PSCI and the vCPUs' power states, the
+//! vCPU threads, the console and the command line.
 //! Everything here that does not need the kernel is unit-tested on any host.
 
 pub mod bus;
@@ -10,6 +11,8 @@ pub mod error;
 pub mod fpcheck;
 pub mod hyp_exit;
 pub mod layout;
+pub mod power;
 pub mod psci;
 pub mod signals;
+pub mod smp;
 pub mod vcpu;

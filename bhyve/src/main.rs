@@ -1,7 +1,8 @@
 //! bhyve: run a VM that bhyveload prepared: its devices on an MMIO bus, its
-//! console on stdio, its vCPU on this thread, until the guest resets, powers
-//! off or fails. Exit status: 0 reset, 1 power-off, 2 halt, 4 error (and 2
-//! for a bad command line); a stop signal kills bhyve with that signal.
+//! console on stdio, each vCPU on a thread of its own, until the guest
+//! resets, powers off, halts or fails. Exit status: 0 reset, 1 power-off,
+//! 2 halt, 4 error (and 2 for a bad command line); a stop signal kills bhyve
+//! with that signal.
 
 use bhyve::bus::Bus;
 use bhyve::console::Console;
@@ -9,8 +10,11 @@ use bhyve::devices::irq::NoInterrupt;
 use bhyve::devices::pl011::Pl011;
 use bhyve::devices::testdev::TestDev;
 use bhyve::error::Error;
-use bhyve::layout::{PL011_BASE, PL011_SIZE, TESTDEV_BASE, TESTDEV_SIZE};
-use bhyve::vcpu::{self, KernelVcpu, Stop, EXIT_ERROR};
+use bhyve::layout::{PL011_BASE, PL011_SIZE, RAM_BASE, TESTDEV_BASE, TESTDEV_SIZE};
+use bhyve::power::Cpus;
+use bhyve::psci::Platform;
+use bhyve::smp::{self, SignalKick};
+use bhyve::vcpu::{KernelVcpu, Machine, Stop, EXIT_ERROR};
 use bhyve::{cli, signals};
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -33,7 +37,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// How bhyve ends once the vCPU has stopped.
+/// How bhyve ends once the vCPUs have stopped.
 enum Ended {
     /// Exit with this status.
     Code(u8),
@@ -43,7 +47,7 @@ enum Ended {
 
 fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let vm = open_vm(&opts.name)?;
-    check_memory(&vm, opts.mem_size)?;
+    let ram_size = check_memory(&vm, opts.mem_size)?;
 
     let mut bus = Bus::new();
     let uart = Arc::new(Pl011::new(NoInterrupt, std::io::stdout()));
@@ -57,15 +61,31 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
         None => None,
     };
 
-    // Handlers first: a signal between raw mode and the loop must still
+    let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
+    let cpus = Arc::new(Cpus::new(platform.vcpus));
+    // Handlers first: a signal between raw mode and the vCPUs must still
     // restore the terminal.
-    signals::install().map_err(Error::Signals)?;
+    let watch = signals::install().map_err(Error::Signals)?;
+    let watched = cpus.clone();
+    // Never joined: it waits for a signal that may never come.
+    signals::with_stop_signals_blocked(|| {
+        std::thread::Builder::new().name("signals".into()).spawn(move || {
+            watched.stop(Stop::Signal(watch.wait()));
+            // Keeps the pipe open: a later signal's handler still writes to it.
+            loop {
+                std::thread::park();
+            }
+        })
+    })
+    .map_err(Error::Signals)?
+    .map_err(Error::SignalThread)?;
     // stdio is the only console for now; another kind must be set up here.
     let cli::ConsoleKind::Stdio = opts.console;
     let console = Console::start(uart).map_err(Error::Console)?;
 
-    let mut vcpu = KernelVcpu::new(&vm, 0, testdev.is_some());
-    let stop = vcpu::run_loop(&mut vcpu, &bus, signals::pending);
+    let machine = Machine { bus: &bus, cpus: &cpus, platform };
+    let vcpus = (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some())).collect();
+    let (stop, vcpus) = smp::run(&machine, vcpus, signals::pending, &SignalKick::new(platform.vcpus));
 
     // The terminal first, so that the lines below print as lines.
     console.restore();
@@ -73,7 +93,8 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
         eprintln!("bhyve: {msg}");
     }
     if let Some(dev) = &testdev {
-        eprintln!("{}", dev.stats().summary(vcpu.host_fp_mismatches()));
+        let host = vcpus.iter().filter_map(KernelVcpu::host_fp_mismatches).reduce(|a, b| a + b);
+        eprintln!("{}", dev.stats().summary(host));
     }
     drop(console);
     Ok(match stop {
@@ -91,13 +112,17 @@ fn open_vm(name: &str) -> Result<Vm, Error> {
 }
 
 /// `-m`, if given, must match the VM's memory; a VM without memory gets it.
-fn check_memory(vm: &Vm, want: Option<u64>) -> Result<(), Error> {
+/// Returns the size of guest RAM.
+fn check_memory(vm: &Vm, want: Option<u64>) -> Result<u64, Error> {
     match (vm.memory_size()?, want) {
         (Some(have), Some(want)) if have != want => {
             Err(Error::MemoryMismatch { name: vm.name().to_string(), have, want })
         }
-        (Some(_), _) => Ok(()),
-        (None, Some(want)) => Ok(vm.setup_memory(want)?),
+        (Some(have), _) => Ok(have),
+        (None, Some(want)) => {
+            vm.setup_memory(want)?;
+            Ok(want)
+        }
         (None, None) => Err(Error::NoMemory(vm.name().to_string())),
     }
 }

@@ -1,13 +1,16 @@
-//! The vCPU loop: run, handle the exit, run again, until something stops it.
+//! One vCPU: run, handle the exit, run again, until it turns itself off or
+//! the VM stops; and its life on its thread, from off to on and back.
 //!
 //! The loop is a small state machine ([`State`]) over a [`VcpuOps`], and each
 //! exit goes through the free function [`handle_exit`]; tests drive both with
-//! a fake vCPU and made-up exits, no kernel needed.
+//! a fake vCPU and made-up exits, no kernel needed. What the vCPUs share
+//! (devices, power states, the stop) is a [`Machine`].
 
 use crate::bus::Bus;
 use crate::error::Error;
 use crate::fpcheck::FpCheck;
-use crate::psci::{self, Call};
+use crate::power::{Cpus, Start};
+use crate::psci::{self, Call, Platform};
 use nix::sys::signal::Signal;
 use vmmapi::{Errno, Exit, InstEmul, SuspendHow, Vm, VmExitInfo, VmReg};
 
@@ -17,15 +20,29 @@ pub trait VcpuOps {
     fn id(&self) -> i32;
     /// The VM's name, for messages.
     fn vm_name(&self) -> &str;
+    /// Puts the vCPU in its reset state (EL1h, DAIF masked, MMU off), also
+    /// after it ran.
+    fn activate(&mut self) -> vmmapi::Result<()>;
     /// Runs the guest until the next exit; `mmio_data` completes a read.
     fn run(&mut self, mmio_data: Option<u64>) -> vmmapi::Result<VmExitInfo>;
     /// Sets a guest register.
     fn set_register(&mut self, reg: VmReg, val: u64) -> vmmapi::Result<()>;
-    /// Suspends the whole VM.
+    /// Suspends the whole VM: every vCPU's run returns `Suspended`.
     fn suspend(&mut self, how: SuspendHow) -> vmmapi::Result<()>;
 }
 
-/// Why the vCPU stopped, which decides bhyve's exit status.
+/// What the vCPUs share: the devices, the power states and the stop, and
+/// the VM's shape for PSCI.
+pub struct Machine<'a> {
+    /// The MMIO bus.
+    pub bus: &'a Bus,
+    /// Who is on; why the VM stops.
+    pub cpus: &'a Cpus,
+    /// vCPUs and RAM.
+    pub platform: Platform,
+}
+
+/// Why the VM stopped, which decides bhyve's exit status.
 #[derive(Debug)]
 pub enum Stop {
     /// The guest reset the machine: exit 0.
@@ -34,6 +51,8 @@ pub enum Stop {
     PowerOff,
     /// The machine was halted: exit 2.
     Halt,
+    /// Every vCPU turned itself off (PSCI `CPU_OFF`): a halt, exit 2.
+    AllOff,
     /// The VM was destroyed under us (`bhyvectl --destroy`): exit 4.
     Destroyed(String),
     /// A stop signal arrived: bhyve dies of it.
@@ -52,7 +71,7 @@ impl Stop {
         match self {
             Stop::Reset => 0,
             Stop::PowerOff => 1,
-            Stop::Halt => 2,
+            Stop::Halt | Stop::AllOff => 2,
             Stop::Destroyed(_) | Stop::Error(_) => EXIT_ERROR,
             Stop::Signal(s) => 128u8.wrapping_add(*s as u8),
         }
@@ -62,6 +81,7 @@ impl Stop {
     pub fn message(&self) -> Option<String> {
         match self {
             Stop::Reset | Stop::PowerOff | Stop::Halt => None,
+            Stop::AllOff => Some("all vCPUs are off".into()),
             Stop::Destroyed(name) => Some(format!("VM '{name}' was destroyed")),
             Stop::Signal(s) => Some(format!("stopped by {}", s.as_str())),
             Stop::Error(e) => Some(e.to_string()),
@@ -74,7 +94,10 @@ impl Stop {
 pub enum Next {
     /// Run again, completing a read with this value if any.
     Run(Option<u64>),
-    /// Stop.
+    /// The vCPU turned itself off (it is marked off already): wait for a
+    /// `CPU_ON`.
+    Off,
+    /// Stop the VM.
     Stop(Stop),
 }
 
@@ -87,7 +110,7 @@ fn vmm_failure<V: VcpuOps + ?Sized>(vcpu: &V, e: vmmapi::Error) -> Stop {
     }
 }
 
-/// Emulates a guest access on the bus.
+/// Emulates a guest access of vCPU `vcpu` on the bus.
 fn handle_mmio(bus: &Bus, vcpu: i32, pc: u64, a: &InstEmul) -> Next {
     let size = a.access_size as usize;
     if !matches!(size, 1 | 2 | 4 | 8) {
@@ -105,6 +128,7 @@ fn handle_mmio(bus: &Bus, vcpu: i32, pc: u64, a: &InstEmul) -> Next {
     match result {
         Ok(()) => Next::Run(value),
         Err(why) => Next::Stop(Stop::Error(Error::UnhandledAccess {
+            vcpu,
             write: a.write,
             size: a.access_size,
             value: a.data,
@@ -115,23 +139,43 @@ fn handle_mmio(bus: &Bus, vcpu: i32, pc: u64, a: &InstEmul) -> Next {
     }
 }
 
-/// Answers a PSCI call.
-fn handle_psci<V: VcpuOps + ?Sized>(vcpu: &mut V, func_id: u64, args: &[u64; 7]) -> Next {
-    let result = match psci::handle(func_id, args) {
-        Call::Return(x0) => vcpu.set_register(VmReg::x(0), x0).map(|()| Next::Run(None)),
-        Call::SystemOff => vcpu.suspend(SuspendHow::Poweroff).map(|()| Next::Stop(Stop::PowerOff)),
-        Call::SystemReset => vcpu.suspend(SuspendHow::Reset).map(|()| Next::Stop(Stop::Reset)),
+/// Answers a PSCI call of `vcpu`.
+fn handle_psci<V: VcpuOps + ?Sized>(vcpu: &mut V, m: &Machine, func_id: u64, args: &[u64; 7]) -> Next {
+    let id = vcpu.id() as usize;
+    let x0 = match psci::handle(func_id, args, &m.platform) {
+        Call::Return(x0) => x0,
+        Call::CpuOn { target, entry, context_id } => {
+            psci::cpu_on_result(m.cpus.cpu_on(target, Start { entry, context_id }))
+        }
+        Call::AffinityInfo { target } => m.cpus.state(target).affinity_info(),
+        Call::CpuOff if m.cpus.cpu_off(id) => return suspend(vcpu, SuspendHow::Halt, Stop::AllOff),
+        Call::CpuOff => return Next::Off,
+        Call::SystemOff => return suspend(vcpu, SuspendHow::Poweroff, Stop::PowerOff),
+        Call::SystemReset => return suspend(vcpu, SuspendHow::Reset, Stop::Reset),
     };
-    result.unwrap_or_else(|e| Next::Stop(vmm_failure(vcpu, e)))
+    match vcpu.set_register(VmReg::x(0), x0) {
+        Ok(()) => Next::Run(None),
+        Err(e) => Next::Stop(vmm_failure(vcpu, e)),
+    }
+}
+
+/// Suspends the VM `how`, which stops every vCPU that runs, then stops for
+/// `why`. Every vCPU being off is suspended as a halt too: what a new
+/// `bhyve` on the VM would find, were it not reloaded.
+fn suspend<V: VcpuOps + ?Sized>(vcpu: &mut V, how: SuspendHow, why: Stop) -> Next {
+    match vcpu.suspend(how) {
+        Ok(()) => Next::Stop(why),
+        Err(e) => Next::Stop(vmm_failure(vcpu, e)),
+    }
 }
 
 /// Handles one exit of `vcpu`.
-pub fn handle_exit<V: VcpuOps + ?Sized>(vcpu: &mut V, bus: &Bus, info: &VmExitInfo) -> Next {
+pub fn handle_exit<V: VcpuOps + ?Sized>(vcpu: &mut V, m: &Machine, info: &VmExitInfo) -> Next {
     let id = vcpu.id();
     match info.exit {
         Exit::Bogus => Next::Run(None),
-        Exit::InstEmul(a) => handle_mmio(bus, id, info.pc, &a),
-        Exit::Smccc { func_id, args } => handle_psci(vcpu, func_id, &args),
+        Exit::InstEmul(a) => handle_mmio(m.bus, id, info.pc, &a),
+        Exit::Smccc { func_id, args } => handle_psci(vcpu, m, func_id, &args),
         Exit::Hyp(exit) => Next::Stop(Stop::Error(Error::Hyp { vcpu: id, pc: info.pc, exit })),
         Exit::Suspended(how) => Next::Stop(match how {
             SuspendHow::Reset => Stop::Reset,
@@ -148,37 +192,87 @@ pub fn handle_exit<V: VcpuOps + ?Sized>(vcpu: &mut V, bus: &Bus, info: &VmExitIn
 enum State {
     /// About to run the guest, completing a read with this value if any.
     Running(Option<u64>),
-    /// Done.
-    Stopped(Stop),
+    /// Done: the vCPU is off, or the VM stops.
+    Done(Ended),
 }
 
-/// Runs `vcpu` until it stops. `signal` says whether a stop signal arrived;
-/// it is asked before each run and when a run is interrupted.
-pub fn run_loop<V: VcpuOps + ?Sized>(vcpu: &mut V, bus: &Bus, signal: impl Fn() -> Option<Signal>) -> Stop {
+/// How [`run_loop`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The vCPU turned itself off (`CPU_OFF`); the VM runs on.
+    Off,
+    /// The VM is stopping; the reason is in [`Machine::cpus`].
+    Stopped,
+}
+
+/// Runs `vcpu` until it turns itself off or the VM stops. A stop found
+/// here (an error, a power-off...) goes to `m.cpus`, where the first one
+/// counts. `signal` says whether a stop signal arrived; it and the stop are
+/// looked at before each run, so also after a run interrupted by a signal.
+pub fn run_loop<V: VcpuOps + ?Sized>(vcpu: &mut V, m: &Machine, signal: impl Fn() -> Option<Signal>) -> Ended {
     let mut state = State::Running(None);
     loop {
         state = match state {
-            State::Stopped(stop) => return stop,
+            State::Done(ended) => return ended,
             State::Running(mmio_data) => {
                 if let Some(sig) = signal() {
-                    State::Stopped(Stop::Signal(sig))
+                    m.cpus.stop(Stop::Signal(sig));
+                }
+                if m.cpus.stopping() {
+                    State::Done(Ended::Stopped)
                 } else {
                     match vcpu.run(mmio_data) {
-                        Ok(info) => match handle_exit(vcpu, bus, &info) {
+                        Ok(info) => match handle_exit(vcpu, m, &info) {
                             Next::Run(data) => State::Running(data),
-                            Next::Stop(stop) => State::Stopped(stop),
+                            Next::Off => State::Done(Ended::Off),
+                            Next::Stop(stop) => {
+                                m.cpus.stop(stop);
+                                State::Done(Ended::Stopped)
+                            }
                         },
-                        // A signal that is not a stop signal (those are
-                        // checked at the top), e.g. SIGCONT: the same request
-                        // again. This takes a VM_RUN failing with EINTR to have
-                        // consumed nothing, not even `mmio_data`.
+                        // A signal: a kick or a stop signal (both looked at
+                        // at the top), or another (SIGCONT): the same request
+                        // again. VM_RUN completes the last exit (`mmio_data`)
+                        // before it looks for signals, and only once: asking
+                        // again is harmless.
                         Err(e) if e.errno() == Errno::EINTR => State::Running(mmio_data),
-                        Err(e) => State::Stopped(vmm_failure(vcpu, e)),
+                        Err(e) => {
+                            m.cpus.stop(vmm_failure(vcpu, e));
+                            State::Done(Ended::Stopped)
+                        }
                     }
                 }
             }
         }
     }
+}
+
+/// The life of `vcpu` on its thread until the VM stops: while off, wait for
+/// a `CPU_ON`; then start from reset at its entry point with its context id
+/// in x0, and run until it turns itself off again. vCPU 0 starts on, where
+/// bhyveload left it.
+pub fn vcpu_life<V: VcpuOps + ?Sized>(vcpu: &mut V, m: &Machine, signal: impl Fn() -> Option<Signal>) {
+    let id = vcpu.id() as usize;
+    loop {
+        if m.cpus.state(id) != psci::PowerState::On {
+            let Some(start) = m.cpus.wait_for_start(id) else { return };
+            if let Err(e) = power_on(vcpu, start) {
+                m.cpus.stop(vmm_failure(vcpu, e));
+                return;
+            }
+            m.cpus.started(id);
+        }
+        if run_loop(vcpu, m, &signal) == Ended::Stopped {
+            return;
+        }
+    }
+}
+
+/// Reset state, PC = entry, x0 = context id.
+fn power_on<V: VcpuOps + ?Sized>(vcpu: &mut V, start: Start) -> vmmapi::Result<()> {
+    vcpu.activate()?;
+    vcpu.set_register(VmReg::PC, start.entry)?;
+    vcpu.set_register(VmReg::x(0), start.context_id)
 }
 
 /// A vCPU of a VM in the kernel.
@@ -238,6 +332,10 @@ impl VcpuOps for KernelVcpu<'_> {
 
     fn vm_name(&self) -> &str {
         self.vm.name()
+    }
+
+    fn activate(&mut self) -> vmmapi::Result<()> {
+        self.vm.vcpu(self.id).activate()
     }
 
     fn run(&mut self, mmio_data: Option<u64>) -> vmmapi::Result<VmExitInfo> {

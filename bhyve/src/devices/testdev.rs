@@ -78,11 +78,18 @@ struct State {
     fp_acc: f64,
 }
 
-/// The test device.
+/// The test device. Its registers and counters sit behind one lock, so
+/// several vCPUs may use it at once (FPWORK's arithmetic runs on whichever
+/// vCPU thread reads it).
 pub struct TestDev {
     param: u64,
     state: Mutex<State>,
 }
+
+const _: () = {
+    const fn shared<T: Send + Sync>() {}
+    shared::<TestDev>();
+};
 
 /// Bytes `k..k+n` of `value`, as the low bytes of the result.
 fn window(value: u64, k: u64, n: usize) -> u64 {
@@ -251,6 +258,21 @@ mod tests {
         assert_eq!(acc, 68.0);
         acc = 1.0;
         assert_eq!(fp_step(&mut acc, 2), 1);
+    }
+
+    #[test]
+    fn fpwork_from_several_vcpus_at_once() {
+        let d = std::sync::Arc::new(TestDev::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let d = d.clone();
+                std::thread::spawn(move || (0..250).map(|_| read(&d, reg::FPWORK, 8)).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut counts: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        counts.sort();
+        assert_eq!(counts, (1..=1000).collect::<Vec<_>>(), "each count once");
+        assert_eq!(d.stats().fp_mismatches, 0, "the accumulator kept pace with the counter");
     }
 
     #[test]
