@@ -5,13 +5,15 @@
 //!   0x0000_0000 +-------------------------+
 //!               | (flash, later)          |
 //!   0x0800_0000 +-------------------------+
-//!               | (GICv3, later)          |
+//!               | GICv3 distributor 64 KiB|  in the kernel
+//!   0x080A_0000 +-------------------------+
+//!               | GICv3 redistributors    |  128 KiB per vCPU, in the kernel
 //!   0x0900_0000 +-------------------------+
-//!               | PL011 UART       4 KiB  |  console
+//!               | PL011 UART       4 KiB  |  console, SPI 1 (INTID 33)
 //!   0x0900_1000 +-------------------------+
 //!               | (PL031 RTC, virtio-mmio, later)
 //!   0x0B00_0000 +-------------------------+
-//!               | test device      4 KiB  |  only with -o testdev
+//!               | test device      4 KiB  |  only with -o testdev, SPI 8 (INTID 40)
 //!   0x0B00_1000 +-------------------------+
 //!               | (nothing)               |
 //!   0x4000_0000 +-------------------------+
@@ -26,11 +28,15 @@ pub const RAM_BASE: u64 = vmm_uapi::VM_SYSMEM_BASE;
 pub const PL011_BASE: u64 = 0x0900_0000;
 /// Bytes of the PL011's register window.
 pub const PL011_SIZE: u64 = 0x1000;
+/// The PL011's interrupt: SPI 1 (INTID 33), as on QEMU `virt`.
+pub const PL011_SPI: u32 = 33;
 
 /// The test device (`-o testdev`).
 pub const TESTDEV_BASE: u64 = 0x0B00_0000;
 /// Bytes of the test device's register window.
 pub const TESTDEV_SIZE: u64 = 0x1000;
+/// The test device's interrupt: SPI 8 (INTID 40).
+pub const TESTDEV_SPI: u32 = 40;
 
 // The devices sit below RAM, in this order, without overlap.
 const _: () = assert!(PL011_BASE + PL011_SIZE <= TESTDEV_BASE);

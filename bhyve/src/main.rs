@@ -6,11 +6,11 @@
 
 use bhyve::bus::Bus;
 use bhyve::console::Console;
-use bhyve::devices::irq::NoInterrupt;
+use bhyve::devices::irq::SpiLine;
 use bhyve::devices::pl011::Pl011;
 use bhyve::devices::testdev::TestDev;
 use bhyve::error::Error;
-use bhyve::layout::{PL011_BASE, PL011_SIZE, RAM_BASE, TESTDEV_BASE, TESTDEV_SIZE};
+use bhyve::layout::{PL011_BASE, PL011_SIZE, PL011_SPI, RAM_BASE, TESTDEV_BASE, TESTDEV_SIZE, TESTDEV_SPI};
 use bhyve::power::Cpus;
 use bhyve::psci::Platform;
 use bhyve::smp::{self, SignalKick};
@@ -46,15 +46,16 @@ enum Ended {
 }
 
 fn run(opts: &cli::Options) -> Result<Ended, Error> {
-    let vm = open_vm(&opts.name)?;
+    let vm = Arc::new(open_vm(&opts.name)?);
     let ram_size = check_memory(&vm, opts.mem_size)?;
+    attach_gic(&vm, opts.cpus)?;
 
     let mut bus = Bus::new();
-    let uart = Arc::new(Pl011::new(NoInterrupt, std::io::stdout()));
+    let uart = Arc::new(Pl011::new(SpiLine::new(vm.clone(), PL011_SPI), std::io::stdout()));
     bus.insert(uart.clone(), PL011_BASE, PL011_SIZE).map_err(Error::Bus)?;
     let testdev = match opts.testdev {
         Some(param) => {
-            let dev = Arc::new(TestDev::new(param));
+            let dev = Arc::new(TestDev::with_irq(param, Box::new(SpiLine::new(vm.clone(), TESTDEV_SPI))));
             bus.insert(dev.clone(), TESTDEV_BASE, TESTDEV_SIZE).map_err(Error::Bus)?;
             Some(dev)
         }
@@ -101,6 +102,21 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
         Stop::Signal(sig) => Ended::Signal(sig),
         other => Ended::Code(other.exit_code()),
     })
+}
+
+/// Gives the guest its GICv3 (in the kernel) with a redistributor per
+/// vCPU. A VM that has one keeps it; a host that cannot give guests a GIC
+/// runs them without interrupts, and says so.
+fn attach_gic(vm: &Vm, cpus: u32) -> Result<(), Error> {
+    match vm.attach_vgic(cpus) {
+        Ok(()) => Ok(()),
+        Err(e) if e.errno() == Errno::EEXIST => Ok(()),
+        Err(e) if e.errno() == Errno::ENODEV => {
+            eprintln!("bhyve: this host cannot give guests a GICv3; they run without interrupts");
+            Ok(())
+        }
+        Err(e) => Err(Error::Vmm(e)),
+    }
 }
 
 fn open_vm(name: &str) -> Result<Vm, Error> {

@@ -1,5 +1,6 @@
-//! The interrupt line a device drives. The interrupt controller comes later;
-//! until then devices drive [`NoInterrupt`] and guests poll.
+//! The interrupt line a device drives: an SPI of the VM's GICv3 ([`SpiLine`]),
+//! or nothing ([`NoInterrupt`], in tests and when the host cannot give
+//! guests a GIC, so guests poll).
 
 /// A level-triggered interrupt line.
 pub trait Interrupt: Send + Sync {
@@ -13,4 +14,25 @@ pub struct NoInterrupt;
 
 impl Interrupt for NoInterrupt {
     fn set_level(&self, _level: bool) {}
+}
+
+/// A shared peripheral interrupt of the VM's GICv3 (level-sensitive).
+pub struct SpiLine {
+    vm: std::sync::Arc<vmmapi::Vm>,
+    intid: u32,
+}
+
+impl SpiLine {
+    /// SPI `intid` (32 and up) of `vm`.
+    pub fn new(vm: std::sync::Arc<vmmapi::Vm>, intid: u32) -> Self {
+        Self { vm, intid }
+    }
+}
+
+impl Interrupt for SpiLine {
+    fn set_level(&self, level: bool) {
+        // Without a vGIC (ENODEV) the guest polls; nothing else can fail
+        // for a valid SPI of a live VM.
+        let _ = self.vm.set_irq_line(self.intid, level);
+    }
 }

@@ -9,12 +9,14 @@
 //! | 0x010 | CHECK: compares a write with PATTERN of the same size | write |
 //! | 0x018 | LAST_SIZE: size of the last CHECK write (0 before one) | read |
 //! | 0x020 | FPWORK: does f64 work in bhyve, returns a counter from 1 | read |
+//! | 0x028 | IRQ_LINE: 1 raises, 0 lowers the device's interrupt (SPI 40) | write |
 //!
 //! Registers are 8 bytes apart and behave like memory within their 8 bytes:
 //! an access of `n` bytes at register offset `k` sees bytes `k..k+n` of the
 //! value. Reads of write-only or unknown registers return 0; writes to
 //! read-only or unknown registers are ignored (and counted).
 
+use super::irq::{Interrupt, NoInterrupt};
 use super::{get_le, put_le};
 use crate::bus::BusDevice;
 use std::hint::black_box;
@@ -35,6 +37,8 @@ pub mod reg {
     pub const LAST_SIZE: u64 = 0x018;
     /// FP work and a counter, read-only.
     pub const FPWORK: u64 = 0x020;
+    /// The interrupt line, write-only.
+    pub const IRQ_LINE: u64 = 0x028;
 }
 
 /// What the guest did, for the line bhyve prints at exit.
@@ -83,6 +87,7 @@ struct State {
 /// vCPU thread reads it).
 pub struct TestDev {
     param: u64,
+    irq: Box<dyn Interrupt>,
     state: Mutex<State>,
 }
 
@@ -134,9 +139,14 @@ fn fp_step(acc: &mut f64, count: u64) -> u64 {
 }
 
 impl TestDev {
-    /// A test device whose PARAM reads as `param`.
+    /// A test device whose PARAM reads as `param`, with no interrupt line.
     pub fn new(param: u64) -> Self {
-        Self { param, state: Mutex::new(State::default()) }
+        Self::with_irq(param, Box::new(NoInterrupt))
+    }
+
+    /// A test device whose IRQ_LINE register drives `irq`.
+    pub fn with_irq(param: u64, irq: Box<dyn Interrupt>) -> Self {
+        Self { param, irq, state: Mutex::new(State::default()) }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -182,6 +192,8 @@ impl BusDevice for TestDev {
                 s.stats.bad += 1;
             }
             s.last_size = data.len() as u64;
+        } else if offset == reg::IRQ_LINE {
+            self.irq.set_level(get_le(data) != 0);
         }
     }
 }
@@ -194,6 +206,24 @@ mod tests {
         let mut b = vec![0xaau8; n];
         d.read(0x0B00_0000, off, &mut b);
         get_le(&b)
+    }
+
+    #[test]
+    fn irq_line_drives_the_interrupt() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        struct Line(Arc<AtomicBool>);
+        impl Interrupt for Line {
+            fn set_level(&self, level: bool) {
+                self.0.store(level, Ordering::SeqCst);
+            }
+        }
+        let level = Arc::new(AtomicBool::new(false));
+        let d = TestDev::with_irq(0, Box::new(Line(level.clone())));
+        d.write(0x0B00_0000, reg::IRQ_LINE, &1u32.to_le_bytes());
+        assert!(level.load(Ordering::SeqCst));
+        d.write(0x0B00_0000, reg::IRQ_LINE, &0u32.to_le_bytes());
+        assert!(!level.load(Ordering::SeqCst));
     }
 
     #[test]

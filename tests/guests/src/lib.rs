@@ -1,5 +1,6 @@
 //! Runtime shared by the test guests: boot code, PL011 console, hypercalls,
-//! MMIO accessors with known instructions, the testdev device and the timer.
+//! MMIO accessors with known instructions, the testdev device, the timers,
+//! the GICv3 with an IRQ path, and [`Shared`] values for handlers and CPUs.
 //!
 //! Each guest is a `src/bin/*.rs` with `#![no_std]`, `#![no_main]` and
 //! `guests::entry!(main)`, where `main` is `fn() -> !`.
@@ -7,13 +8,16 @@
 #![no_std]
 
 mod boot;
+pub mod gic;
 pub mod mmio;
+mod shared;
 pub mod smccc;
 pub mod testdev;
 pub mod timer;
 pub mod uart;
 
 pub use boot::unexpected_exception;
+pub use shared::Shared;
 
 /// Start of guest RAM, where the guest is loaded and entered.
 pub const RAM_BASE: usize = 0x4000_0000;

@@ -36,3 +36,15 @@ pub fn fpwork() -> u64 {
     // SAFETY: a device register outside RAM; its side effect is on the host.
     unsafe { mmio::ldr_x(FPWORK) }
 }
+
+/// Write-only, 32-bit: 1 raises and 0 lowers the device's interrupt line,
+/// the level-sensitive SPI [`IRQ_INTID`].
+pub const IRQ_LINE: usize = BASE + 0x028;
+/// The device's interrupt: SPI 8.
+pub const IRQ_INTID: u32 = 40;
+
+/// Raises (`true`) or lowers the device's interrupt line.
+pub fn set_irq_line(high: bool) {
+    // SAFETY: a device register outside RAM; the write only moves the line.
+    unsafe { mmio::str_w(IRQ_LINE, high.into()) }
+}

@@ -14,7 +14,6 @@ use crate::vcpu::context::Context;
 use crate::vcpu::exits::Env;
 use crate::vcpu::timer::{ticks_to_ns, Timer, PTIMER_PPI, VTIMER_PPI};
 use crate::vcpu::Vcpu;
-use crate::vgic::lr::LR_PENDING;
 use crate::vgic::Vgic;
 use crate::vmid::VMIDS;
 use core::ptr::{null_mut, NonNull};
@@ -139,19 +138,16 @@ impl Vm {
         Ok(())
     }
 
-    /// Before entering vCPU `id`: its timers' lines into the vGIC, then the
-    /// interrupts it should see into its list registers.
-    pub fn vgic_flush(&self, id: usize, ctx: &mut Context) -> usize {
+    /// Before entering vCPU `id`: its timers' lines (at physical count
+    /// `count`) into the vGIC, then the interrupts it should see into its
+    /// list registers.
+    pub fn vgic_flush(&self, id: usize, ctx: &mut Context, count: u64) -> usize {
         let mut g = self.vgic.lock();
         let Some(vgic) = g.as_mut().filter(|v| id < v.nr_redists()) else {
             ctx.vgic.nr_lrs = 0;
             return 0;
         };
-        let count = crate::arch::counter();
-        let vtimer = Timer { ctl: ctx.timer[0], cval: ctx.timer[1] };
-        let ptimer = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
-        vgic.set_ppi_line(id, VTIMER_PPI, vtimer.line(count.wrapping_sub(self.cntvoff)));
-        vgic.set_ppi_line(id, PTIMER_PPI, ptimer.line(count));
+        self.timer_lines(vgic, id, ctx, count);
         let Some(mut view) = vgic.view(id) else { return 0 };
         let f = view.flush(self.nr_lrs);
         ctx.vgic.lrs = [0; 16];
@@ -173,25 +169,40 @@ impl Vm {
         }
     }
 
-    /// Whether vCPU `id`, in WFI, has an interrupt to take.
-    pub fn has_interrupt(&self, id: usize, ctx: &mut Context) -> bool {
-        let listed = self.vgic_flush(id, ctx);
-        let pending = ctx.vgic.lrs[..listed].iter().any(|l| l & LR_PENDING != 0);
-        self.vgic_fold(id, ctx, listed);
-        pending
+    /// Sets vCPU `id`'s timer PPIs as its timers stand at physical count `count`.
+    fn timer_lines(&self, vgic: &mut Vgic, id: usize, ctx: &Context, count: u64) {
+        let vtimer = Timer { ctl: ctx.timer[0], cval: ctx.timer[1] };
+        let ptimer = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
+        vgic.set_ppi_line(id, VTIMER_PPI, vtimer.line(count.wrapping_sub(self.cntvoff)));
+        vgic.set_ppi_line(id, PTIMER_PPI, ptimer.line(count));
     }
 
-    /// Nanoseconds until the next deadline of vCPU's timers, if any is armed.
-    pub fn next_timer_ns(&self, ctx: &Context) -> Option<u64> {
+    /// Whether vCPU `id`, in WFI, has an interrupt to take, its timers
+    /// judged at physical count `count`.
+    pub fn has_interrupt(&self, id: usize, ctx: &Context, count: u64) -> bool {
+        let mut g = self.vgic.lock();
+        let Some(vgic) = g.as_mut() else { return false };
+        self.timer_lines(vgic, id, ctx, count);
+        vgic.has_deliverable(id)
+    }
+
+    /// Nanoseconds from physical count `now` until the nearest deadline of
+    /// the vCPU's timers that is still to come. A timer already due raises
+    /// its interrupt through the list registers; waking the host for it
+    /// again would only interrupt the guest that is about to handle it.
+    /// Judge "due" with the same `now` the lines were computed with, or a
+    /// deadline falling in between would be neither.
+    pub fn next_timer_ns(&self, ctx: &Context, now: u64) -> Option<u64> {
         let vtimer = Timer { ctl: ctx.timer[0], cval: ctx.timer[1] };
         let ptimer = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
         // Both in the physical count: the virtual one is offset by CNTVOFF.
-        let deadline = match (vtimer.deadline().map(|c| c.wrapping_add(self.cntvoff)), ptimer.deadline()) {
+        let v = vtimer.deadline().map(|c| c.wrapping_add(self.cntvoff)).filter(|&d| d > now);
+        let p = ptimer.deadline().filter(|&d| d > now);
+        let deadline = match (v, p) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
-        let now = crate::arch::counter();
-        Some(ticks_to_ns(deadline.saturating_sub(now), crate::arch::counter_freq()))
+        Some(ticks_to_ns(deadline - now, crate::arch::counter_freq()))
     }
 
     /// vCPU `id`, created on first use.
@@ -231,9 +242,8 @@ impl Vm {
             g.reset();
             g.active = false;
         }
-        if let Some(g) = self.vgic.lock().as_mut() {
-            g.reset();
-        }
+        // The next bhyve attaches a GIC sized for its own vCPU count.
+        *self.vgic.lock() = None;
         self.active.store(0, Ordering::Release);
         self.suspended.store(SuspendHow::None as u32, Ordering::Release);
         Ok(())

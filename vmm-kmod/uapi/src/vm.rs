@@ -428,8 +428,9 @@ pub const VGIC_REDIST_SIZE: u64 = 0x2_0000;
 
 /// Run a vCPU.
 pub const VM_RUN: u32 = iowr(b'v', 1, size_of::<VmRun>());
-/// Reset the VM for a new boot: not suspended, no vCPU active, memory kept
-/// (bhyveload calls it when it reuses a VM). `EBUSY` while a vCPU runs.
+/// Reset the VM for a new boot: not suspended, no vCPU active, no vGIC
+/// (the next bhyve attaches one for its vCPUs), memory kept (bhyveload
+/// calls it when it reuses a VM). `EBUSY` while a vCPU runs.
 pub const VM_REINIT: u32 = crate::ioctl::ioc(crate::ioctl::IOC_NONE, b'v', 3, 0);
 /// Suspend the VM (all vCPUs exit with `SUSPENDED`).
 pub const VM_SUSPEND: u32 = iow(b'v', 2, size_of::<VmSuspend>());

@@ -89,6 +89,9 @@ fn main() -> ! {
         }
     }
     if n > 1 {
+        // Once cpu1 is on (not merely ON_PENDING), a second CPU_ON must
+        // say ALREADY_ON.
+        while psci(AFFINITY_INFO, mpidr_of(1), 0, 0) != 0 {}
         let r = psci(CPU_ON, mpidr_of(1), entry(), 1);
         println!("smp: CPU_ON of a running cpu: {}", if r == ALREADY_ON { "ALREADY_ON" } else { "FAIL" });
         failures += u32::from(r != ALREADY_ON);

@@ -60,13 +60,12 @@ pub fn run(vm: &Vm, vcpu: &Vcpu, req: &mut VmRun) -> Result<(), Errno> {
 fn wait_for_interrupt(vm: &Vm, g: &mut VcpuGuard<'_>) -> Result<(), Errno> {
     let id = g.vcpu().id;
     g.vcpu().waiter.clear();
-    if vm.suspended().is_some() || vm.has_interrupt(id, &mut g.ctx) {
+    let now = crate::arch::counter();
+    if vm.suspended().is_some() || vm.has_interrupt(id, &g.ctx, now) {
         return Ok(());
     }
-    match vm.next_timer_ns(&g.ctx) {
-        Some(0) => return Ok(()),
-        Some(ns) => g.vcpu().waiter.arm(ns),
-        None => {}
+    if let Some(ns) = vm.next_timer_ns(&g.ctx, now) {
+        g.vcpu().waiter.arm(ns);
     }
     let r = g.vcpu().waiter.wait();
     g.vcpu().waiter.disarm();
@@ -77,8 +76,9 @@ fn wait_for_interrupt(vm: &Vm, g: &mut VcpuGuard<'_>) -> Result<(), Errno> {
 /// masked around it. Returns false if the VM got suspended just before.
 fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     let id = g.vcpu().id;
-    let listed = vm.vgic_flush(id, &mut g.ctx);
-    let timer_ns = vm.next_timer_ns(&g.ctx);
+    let now = crate::arch::counter();
+    let listed = vm.vgic_flush(id, &mut g.ctx, now);
+    let timer_ns = vm.next_timer_ns(&g.ctx, now);
     let cpu = kernel::guest_enter();
     // The guest's next timer deadline wakes this CPU (and so exits the
     // guest) even if the guest is busy when it comes.

@@ -120,15 +120,6 @@ impl Vgic {
         }
     }
 
-    /// Back to the reset state, at the same addresses (a reboot).
-    pub fn reset(&mut self) {
-        self.dist.enables = 0;
-        self.dist.spis = [Default::default(); NR_SPIS];
-        for r in &mut self.redists {
-            *r = Redist::new(r.vcpu, r.mpidr, r.last);
-        }
-    }
-
     /// Number of redistributors (vCPUs the GIC serves).
     pub fn nr_redists(&self) -> usize {
         self.nr_redists
@@ -232,16 +223,6 @@ mod tests {
         let mut d = descr(2);
         d.redist_start = u64::MAX - 0x1_0000;
         assert_eq!(Vgic::check(&d, 1 << 40, ram), Err(EINVAL), "wraps");
-    }
-
-    #[test]
-    fn reset_keeps_the_layout() {
-        let mut g = gic(2);
-        g.mmio(0x0800_0104, 4, true, 1);
-        g.send_sgi(0, 1 << 24 | 0b10);
-        g.reset();
-        assert!(!g.dist.spi(32).unwrap().enabled && !g.redists[1].private[1].pending());
-        assert_eq!(g.mmio(0x080a_0000 + REDIST_SIZE + 8, 8, false, 0).unwrap() & 0x10, 0x10, "still two, Last");
     }
 
     #[test]
