@@ -18,6 +18,10 @@
 #include <linux/fs.h>
 #include <linux/gfp.h>
 #include <linux/hrtimer.h>
+#include <linux/interrupt.h>
+#include <linux/of.h>
+#include <linux/of_irq.h>
+#include <linux/percpu.h>
 #include <linux/io.h>
 #include <linux/miscdevice.h>
 #include <linux/ioport.h>
@@ -512,19 +516,67 @@ static char *vmm_devnode(struct device *dev, umode_t *mode)
 	return kasprintf(GFP_KERNEL, "vmm/%s", dev_name(dev));
 }
 
+/*
+ * The GICv3 maintenance interrupt (a PPI, from the host GIC's device-tree
+ * node). While a guest runs it is routed to EL2 like every interrupt, so
+ * its only job is to make the guest exit: when list registers drain with
+ * more interrupts waiting (ICH_HCR_EL2.UIE), or when the guest EOIs a
+ * level-sensitive one that must be looked at again. EL2 turns the virtual
+ * interface off on exit, which lowers it again; the handler has nothing
+ * left to do. Without a device tree (ACPI hosts) it is not used, and such
+ * interrupts wait for the vCPU's next exit.
+ */
+static int vmm_maint_irq;
+static DEFINE_PER_CPU(u8, vmm_maint_cookie);
+
+static irqreturn_t vmm_maint_handler(int irq, void *cookie)
+{
+	return IRQ_HANDLED;
+}
+
+static void vmm_maint_setup(void)
+{
+	struct device_node *gic = of_find_compatible_node(NULL, NULL, "arm,gic-v3");
+	int irq = gic ? irq_of_parse_and_map(gic, 0) : 0;
+
+	of_node_put(gic);
+	if (irq <= 0)
+		return;
+	if (request_percpu_irq(irq, vmm_maint_handler, "vmm-gic-maintenance", &vmm_maint_cookie)) {
+		pr_warn("GIC maintenance interrupt unavailable: interrupts beyond the list registers wait for the next exit\n");
+		return;
+	}
+	vmm_maint_irq = irq;
+}
+
+static void vmm_maint_teardown(void)
+{
+	if (vmm_maint_irq > 0)
+		free_percpu_irq(vmm_maint_irq, &vmm_maint_cookie);
+	vmm_maint_irq = 0;
+}
+
 /* ---- CPU hotplug and PM: EL2 is lost when a CPU goes down ---------------- */
 
 static int vmm_cpu_online(unsigned int cpu)
 {
+	int ret;
+
 	if (WARN_ON_ONCE(cpu != raw_smp_processor_id()))
 		return -EINVAL;
-	return vmm_core_cpu_online(cpu);
+	ret = vmm_core_cpu_online(cpu);
+	if (!ret && vmm_maint_irq > 0)
+		enable_percpu_irq(vmm_maint_irq, IRQ_TYPE_NONE);
+	return ret;
 }
 
 static int vmm_cpu_offline(unsigned int cpu)
 {
-	if (!WARN_ON_ONCE(cpu != raw_smp_processor_id()))
-		vmm_core_cpu_offline(cpu);
+	if (WARN_ON_ONCE(cpu != raw_smp_processor_id()))
+		return 0;
+	if (vmm_maint_irq > 0)
+		disable_percpu_irq(vmm_maint_irq);
+	vmm_core_cpu_offline(cpu);
 	return 0;
 }
 
@@ -549,6 +601,7 @@ static void vmm_teardown(void)
 		cpuhp_remove_state(vmm_cpuhp_state);
 		vmm_cpuhp_state = -1;
 	}
+	vmm_maint_teardown();
 	if (vmm_cdev_added)
 		cdev_del(&vmm_cdev);
 	vmm_cdev_added = false;
@@ -628,6 +681,7 @@ static int __init vmm_init(void)
 		goto fail;
 	vmm_cdev_added = true;
 
+	vmm_maint_setup();
 	/* Take EL2 on every online CPU now, and on every CPU that comes online. */
 	ret = cpuhp_setup_state(CPUHP_AP_ONLINE_DYN, "vmm:online", vmm_cpu_online, vmm_cpu_offline);
 	if (ret < 0) {
