@@ -140,27 +140,38 @@ impl Vm {
 
     /// Before entering vCPU `id`: its timers' lines (at physical count
     /// `count`) into the vGIC, then the interrupts it should see into its
-    /// list registers.
-    pub fn vgic_flush(&self, id: usize, ctx: &mut Context, count: u64) -> usize {
+    /// list registers. `quiet_at` is the vGIC generation at which this vCPU
+    /// last had nothing to see: while nothing changed since, the scan is
+    /// skipped (the common case of exits that do not touch interrupts).
+    /// Returns how many list registers were filled.
+    pub fn vgic_flush(&self, id: usize, ctx: &mut Context, count: u64, quiet_at: &mut u64) -> usize {
         let mut g = self.vgic.lock();
         let Some(vgic) = g.as_mut().filter(|v| id < v.nr_redists()) else {
             ctx.vgic.nr_lrs = 0;
             return 0;
         };
         self.timer_lines(vgic, id, ctx, count);
+        ctx.vgic.nr_lrs = self.nr_lrs as u64;
+        ctx.vgic.hcr = ICH_HCR_EN;
+        if *quiet_at == vgic.generation() {
+            ctx.vgic.lrs = [0; 16];
+            return 0;
+        }
         let Some(mut view) = vgic.view(id) else { return 0 };
         let f = view.flush(self.nr_lrs);
         ctx.vgic.lrs = [0; 16];
         ctx.vgic.lrs[..f.n].copy_from_slice(&f.lrs[..f.n]);
-        ctx.vgic.nr_lrs = self.nr_lrs as u64;
-        ctx.vgic.hcr = ICH_HCR_EN | if f.overflow { ICH_HCR_UIE } else { 0 };
+        if f.overflow {
+            ctx.vgic.hcr |= ICH_HCR_UIE;
+        }
+        *quiet_at = if f.n == 0 { vgic.generation() } else { 0 };
         f.n
     }
 
     /// After vCPU `id` exits: what the guest did with the `listed`
     /// interrupts it was shown.
     pub fn vgic_fold(&self, id: usize, ctx: &Context, listed: usize) {
-        if ctx.vgic.nr_lrs == 0 {
+        if ctx.vgic.nr_lrs == 0 || listed == 0 {
             return;
         }
         let mut g = self.vgic.lock();

@@ -31,7 +31,7 @@ const TARGETS: [(Access, usize); 9] = [
     (Access::Read, 0xFF_FFFF_F000), // top of a 40-bit IPA space
     (Access::Fetch, 0x4400_0000),   // execute past RAM
     (Access::Read, 0x0),            // address 0
-    (Access::Write4, 0x0800_0000),  // where QEMU virt has its GIC
+    (Access::Write4, 0x0C00_0000),  // device space where nothing is
 ];
 
 fn main() -> ! {

@@ -71,6 +71,9 @@ pub struct VcpuState {
     pub last_cpu: i32,
     /// How many list registers the last entry filled (to read back).
     pub listed: usize,
+    /// The vGIC generation at which this vCPU last had nothing to be shown
+    /// (0: unknown); while it stands, entries skip the list-register scan.
+    pub quiet_at: u64,
 }
 
 /// A vCPU.
@@ -113,7 +116,14 @@ impl Vcpu {
             id,
             busy: AtomicBool::new(false),
             running_on: AtomicI32::new(-1),
-            state: UnsafeCell::new(VcpuState { ctx, pending: Pending::None, active: false, last_cpu: -1, listed: 0 }),
+            state: UnsafeCell::new(VcpuState {
+                ctx,
+                pending: Pending::None,
+                active: false,
+                last_cpu: -1,
+                listed: 0,
+                quiet_at: 0,
+            }),
             stats: Stats::new(),
             waiter: crate::kernel::Waiter::new()?,
         })
@@ -174,6 +184,7 @@ impl VcpuGuard<'_> {
         self.ctx.el2.flags = 0;
         self.ctx.vgic = Default::default();
         self.listed = 0;
+        self.quiet_at = 0;
         self.ctx.pstate = RESET_PSTATE;
         self.ctx.set_sys(Sys::Sctlr, RESET_SCTLR);
         self.pending = Pending::None;

@@ -77,7 +77,8 @@ fn wait_for_interrupt(vm: &Vm, g: &mut VcpuGuard<'_>) -> Result<(), Errno> {
 fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     let id = g.vcpu().id;
     let now = crate::arch::counter();
-    let listed = vm.vgic_flush(id, &mut g.ctx, now);
+    let st = &mut **g;
+    let listed = vm.vgic_flush(id, &mut st.ctx, now, &mut st.quiet_at);
     let timer_ns = vm.next_timer_ns(&g.ctx, now);
     let cpu = kernel::guest_enter();
     // The guest's next timer deadline wakes this CPU (and so exits the

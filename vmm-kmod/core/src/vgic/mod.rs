@@ -55,6 +55,9 @@ pub struct Vgic {
     pub dist: Dist,
     /// One redistributor per vCPU that has one.
     pub redists: [Redist; VM_MAXCPU],
+    /// Bumped by every change that could show a vCPU something new, so an
+    /// entry that finds it unchanged (and nothing listed) skips the scan.
+    generation: u64,
 }
 
 impl Vgic {
@@ -89,6 +92,7 @@ impl Vgic {
         self.dist_base = d.dist_start;
         self.redist_base = d.redist_start;
         self.nr_redists = nr.min(VM_MAXCPU);
+        self.generation = 1;
         self.dist.enables = 0;
         self.dist.spis = [Default::default(); NR_SPIS];
         for (i, r) in self.redists.iter_mut().enumerate() {
@@ -99,6 +103,9 @@ impl Vgic {
     /// Emulates an access if `ipa` is in one of our frames: `Some(value)`
     /// (the value read, or 0 for a write), `None` if it is not ours.
     pub fn mmio(&mut self, ipa: u64, size: u8, write: bool, data: u64) -> Option<u64> {
+        if write {
+            self.generation += 1;
+        }
         if ipa.wrapping_sub(self.dist_base) < vmm_uapi::VGIC_DIST_SIZE {
             let off = ipa - self.dist_base;
             if write {
@@ -128,6 +135,8 @@ impl Vgic {
     /// The view of vCPU `vcpu` for list-register work; IRM-routed SPIs go
     /// to vCPU 0.
     pub fn view(&mut self, vcpu: usize) -> Option<View<'_>> {
+        // A view may change state (flush, fold): count it as a change.
+        self.generation += 1;
         if vcpu >= self.nr_redists {
             return None;
         }
@@ -142,6 +151,7 @@ impl Vgic {
     /// A guest's write of `value` to ICC_SGI1R_EL1 on vCPU `from`: pends
     /// the SGI on the vCPUs it names. Returns them as a bit mask.
     pub fn send_sgi(&mut self, from: usize, value: u64) -> u64 {
+        self.generation += 1;
         let intid = ((value >> sgir::INTID_SHIFT) & 0xf) as usize;
         let mut targets = 0u64;
         if value & sgir::IRM != 0 {
@@ -166,6 +176,7 @@ impl Vgic {
 
     /// Sets the line of SPI `intid` (userspace devices).
     pub fn set_spi_line(&mut self, intid: u32, level: bool) -> Result<(), Errno> {
+        self.generation += 1;
         self.dist.spi_mut(intid as usize).ok_or(EINVAL)?.set_line(level);
         Ok(())
     }
@@ -173,10 +184,16 @@ impl Vgic {
     /// Sets the line of vCPU `vcpu`'s PPI `intid` (its timers).
     pub fn set_ppi_line(&mut self, vcpu: usize, intid: u32, level: bool) {
         if let Some(q) = self.redists.get_mut(vcpu).and_then(|r| r.private.get_mut(intid as usize)) {
-            if vcpu < self.nr_redists {
+            if vcpu < self.nr_redists && q.line != level {
                 q.set_line(level);
+                self.generation += 1;
             }
         }
+    }
+
+    /// The change counter (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
