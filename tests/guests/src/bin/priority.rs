@@ -9,6 +9,9 @@
 //! (c) ICC_PMR_EL1: an SGI at 0xa0 stays pending with the mask at 0x80 and
 //!     at 0xa0 (only priorities below the mask pass) and is delivered once
 //!     the mask is 0xff.
+//! (d) more pending than list registers: 8 SGIs (7-14) pended at once with
+//!     interrupts masked are all delivered once unmasked, within 10 ms
+//!     (the hypervisor refills its list registers as they drain).
 
 #![no_std]
 #![no_main]
@@ -29,6 +32,8 @@ const MASKED: u32 = 5;
 /// (c): the SGI held back by the priority mask.
 const PMR_SGI: u32 = 6;
 const SGIS: [u32; 5] = [LOW, HIGH, LOWER, MASKED, PMR_SGI];
+/// (d): more SGIs than a GIC has list registers (QEMU has 4).
+const BURST: core::ops::RangeInclusive<u32> = 7..=14;
 
 /// Deliveries through the IRQ vector, by SGI.
 static COUNT: [Shared<u64>; 16] = [const { Shared::new(0) }; 16];
@@ -139,10 +144,25 @@ fn pmr() -> u32 {
     failures + released(PMR_SGI, "(c) SGI 6 delivered once ICC_PMR_EL1 is 0xff (within 1 ms)")
 }
 
+fn overflow() -> u32 {
+    gic::irq_mask();
+    for sgi in BURST {
+        gic::send_sgi(sgi, ME);
+    }
+    gic::irq_unmask();
+    poll_for(10, || BURST.clone().all(|s| delivered(s) == 1));
+    let got = BURST.clone().filter(|&s| delivered(s) == 1).count();
+    check(
+        got == 8,
+        "(d) 8 SGIs pending at once all delivered (more than the list registers)",
+        format_args!("{got} of 8"),
+    )
+}
+
 fn main() -> ! {
     gic::init_distributor();
     gic::init_cpu();
-    for sgi in SGIS {
+    for sgi in SGIS.into_iter().chain(BURST) {
         gic::set_handler(sgi, count);
         gic::enable(sgi);
     }
@@ -151,8 +171,8 @@ fn main() -> ! {
     gic::set_priority(LOWER, 0xc0);
     gic::irq_unmask();
 
-    let mut failures = preemption() + masking() + pmr();
-    let left = SGIS.iter().filter(|&&s| gic::is_active(s) || gic::is_pending(s)).count();
+    let mut failures = preemption() + masking() + pmr() + overflow();
+    let left = SGIS.into_iter().chain(BURST).filter(|&s| gic::is_active(s) || gic::is_pending(s)).count();
     failures += check(left == 0, "no SGI left active or pending", format_args!("{left} left"));
     println!("priority: done, {failures} failures");
     smccc::system_off()
