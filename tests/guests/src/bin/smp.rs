@@ -27,6 +27,10 @@ const INVALID_PARAMETERS: u64 = -2i64 as u64;
 static mut TURN: u64 = 0;
 /// Set by the boot CPU: the secondaries may turn themselves off.
 static mut OFF: u64 = 0;
+/// The boot CPU's virtual count just before it starts the others.
+static mut T0: u64 = 0;
+/// Secondaries whose virtual count was behind T0 (the counters disagree).
+static mut BEHIND: u64 = 0;
 
 fn mpidr() -> u64 {
     let v: u64;
@@ -65,6 +69,11 @@ fn entry() -> u64 {
 }
 
 extern "C" fn secondary(cpu: u64) -> ! {
+    // All vCPUs of a VM share one virtual counter: ours cannot be behind
+    // what vCPU 0 read before starting us.
+    if guests::timer::cntvct() < get(addr_of!(T0)) {
+        set(addr_of_mut!(BEHIND), get(addr_of!(BEHIND)) + 1);
+    }
     while get(addr_of!(TURN)) != cpu {}
     println!("smp: cpu{cpu} mpidr {:#x}", mpidr());
     set(addr_of_mut!(TURN), cpu + 1);
@@ -80,6 +89,10 @@ fn main() -> ! {
         n => n.min(16),
     };
     println!("smp: cpu0 mpidr {:#x}, starting {} more", mpidr(), n - 1);
+    let t0 = guests::timer::cntvct();
+    set(addr_of_mut!(T0), t0);
+    // The guest's counter starts near zero when its VM is created.
+    println!("smp: virtual counter {} ms after the VM was created", t0 / (guests::timer::cntfrq() / 1000));
     let mut failures = 0;
     for cpu in 1..n {
         let r = psci(CPU_ON, mpidr_of(cpu), entry(), cpu);
@@ -110,6 +123,9 @@ fn main() -> ! {
         while psci(AFFINITY_INFO, mpidr_of(c), 0, 0) != 1 {}
     }
     println!("smp: all secondaries off after CPU_OFF");
+    let behind = get(addr_of!(BEHIND));
+    println!("smp: virtual counters agree: {}", if behind == 0 { "yes" } else { "FAIL" });
+    failures += u32::from(behind != 0);
     println!("smp: done, {failures} failures");
     smccc::system_off()
 }
