@@ -1,7 +1,7 @@
 //! The distributor (GICD_*): global control and the shared interrupts.
 
 use super::irq::Irq;
-use super::regs::{field, wi, Access, RegDesc, B, D, W};
+use super::regs::{field, irq_regs, wi, Bank, RegDesc, D, W};
 use super::{IIDR, NR_IRQS, NR_SPIS, PIDR2_GICV3, SPI_BASE};
 
 /// GICD_CTLR.EnableGrp0.
@@ -43,26 +43,12 @@ impl Dist {
 
     /// Reads a register at `offset` in the distributor frame.
     pub fn read(&self, offset: u64, size: u8) -> u64 {
-        super::regs::read(DIST_REGS, self, offset, size)
+        super::regs::read(&[DIST_REGS, &DIST_IRQ_REGS], self, offset, size)
     }
 
     /// Writes a register.
     pub fn write(&mut self, offset: u64, size: u8, value: u64) {
-        super::regs::write(DIST_REGS, self, offset, size, value)
-    }
-}
-
-fn read_bits(d: &Dist, a: Access, f: fn(&Irq) -> bool) -> u64 {
-    let (first, n) = field::bits(a);
-    (0..n).filter(|&i| d.spi(first + i).is_some_and(f)).fold(0, |v, i| v | 1 << i)
-}
-
-fn write_bits(d: &mut Dist, a: Access, v: u64, f: fn(&mut Irq)) {
-    let (first, n) = field::bits(a);
-    for i in (0..n).filter(|i| v & (1 << i) != 0) {
-        if let Some(irq) = d.spi_mut(first + i) {
-            f(irq);
-        }
+        super::regs::write(&[DIST_REGS, &DIST_IRQ_REGS], self, offset, size, value)
     }
 }
 
@@ -72,7 +58,21 @@ fn typer() -> u64 {
     (it_lines | 9 << 19) as u64
 }
 
-/// The distributor's registers. Anything else, including the words of the
+impl Bank for Dist {
+    fn irq(&self, intid: usize) -> Option<&Irq> {
+        self.spi(intid)
+    }
+
+    fn irq_mut(&mut self, intid: usize) -> Option<&mut Irq> {
+        self.spi_mut(intid)
+    }
+}
+
+/// The per-interrupt registers, for INTIDs 0-1023 (those below 32 and
+/// beyond our SPIs read as zero).
+const DIST_IRQ_REGS: [RegDesc<Dist>; 8] = irq_regs(0, 0x80, 0x400);
+
+/// The distributor's other registers. Anything else, including the words of the
 /// private interrupts (INTIDs 0-31 live in the redistributors when affinity
 /// routing is on), reads as zero and ignores writes.
 pub const DIST_REGS: &[RegDesc<Dist>] = &[
@@ -85,84 +85,6 @@ pub const DIST_REGS: &[RegDesc<Dist>] = &[
     },
     RegDesc { offset: 0x0004, len: 4, sizes: W, read: |_, _| typer(), write: wi },
     RegDesc { offset: 0x0008, len: 4, sizes: W, read: |_, _| IIDR as u64, write: wi },
-    // IGROUPR
-    RegDesc {
-        offset: 0x0080,
-        len: 0x80,
-        sizes: W,
-        read: |d, a| read_bits(d, a, |i| i.group1),
-        write: |d, a, v| {
-            let (first, n) = field::bits(a);
-            for i in 0..n {
-                if let Some(irq) = d.spi_mut(first + i) {
-                    irq.group1 = v & (1 << i) != 0;
-                }
-            }
-        },
-    },
-    // ISENABLER, ICENABLER
-    RegDesc {
-        offset: 0x0100,
-        len: 0x80,
-        sizes: W,
-        read: |d, a| read_bits(d, a, |i| i.enabled),
-        write: |d, a, v| write_bits(d, a, v, |i| i.enabled = true),
-    },
-    RegDesc {
-        offset: 0x0180,
-        len: 0x80,
-        sizes: W,
-        read: |d, a| read_bits(d, a, |i| i.enabled),
-        write: |d, a, v| write_bits(d, a, v, |i| i.enabled = false),
-    },
-    // ISPENDR, ICPENDR
-    RegDesc {
-        offset: 0x0200,
-        len: 0x80,
-        sizes: W,
-        read: |d, a| read_bits(d, a, Irq::pending),
-        write: |d, a, v| write_bits(d, a, v, |i| i.pending_latch = true),
-    },
-    RegDesc {
-        offset: 0x0280,
-        len: 0x80,
-        sizes: W,
-        read: |d, a| read_bits(d, a, Irq::pending),
-        write: |d, a, v| write_bits(d, a, v, Irq::clear_pending),
-    },
-    // ISACTIVER, ICACTIVER
-    RegDesc {
-        offset: 0x0300,
-        len: 0x80,
-        sizes: W,
-        read: |d, a| read_bits(d, a, |i| i.active),
-        write: |d, a, v| write_bits(d, a, v, |i| i.active = true),
-    },
-    RegDesc {
-        offset: 0x0380,
-        len: 0x80,
-        sizes: W,
-        read: |d, a| read_bits(d, a, |i| i.active),
-        write: |d, a, v| write_bits(d, a, v, |i| i.active = false),
-    },
-    // IPRIORITYR: a byte per interrupt, byte or word accesses.
-    RegDesc {
-        offset: 0x0400,
-        len: 0x400,
-        sizes: B | W,
-        read: |d, a| {
-            let (first, n) = field::bytes(a);
-            (0..n).fold(0, |v, i| v | (d.spi(first + i).map_or(0, |q| q.priority) as u64) << (8 * i))
-        },
-        write: |d, a, v| {
-            let (first, n) = field::bytes(a);
-            for i in 0..n {
-                if let Some(q) = d.spi_mut(first + i) {
-                    q.priority = (v >> (8 * i)) as u8;
-                }
-            }
-        },
-    },
     // ICFGR: 2 bits per interrupt, bit 1 set = edge-triggered.
     RegDesc {
         offset: 0x0c00,

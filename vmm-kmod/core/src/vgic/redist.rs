@@ -2,7 +2,7 @@
 //! its SGI frame holding the vCPU's private interrupts (SGIs and PPIs).
 
 use super::irq::Irq;
-use super::regs::{field, wi, Access, RegDesc, B, D, W};
+use super::regs::{irq_regs, wi, Bank, RegDesc, D, W};
 use super::{IIDR, NR_PRIVATE, PIDR2_GICV3};
 
 /// Size of one redistributor: the RD frame and the SGI frame.
@@ -42,12 +42,12 @@ impl Redist {
 
     /// Reads a register at `offset` in the redistributor (both frames).
     pub fn read(&self, offset: u64, size: u8) -> u64 {
-        super::regs::read(REDIST_REGS, self, offset, size)
+        super::regs::read(&[REDIST_REGS, &SGI_IRQ_REGS], self, offset, size)
     }
 
     /// Writes a register.
     pub fn write(&mut self, offset: u64, size: u8, value: u64) {
-        super::regs::write(REDIST_REGS, self, offset, size, value)
+        super::regs::write(&[REDIST_REGS, &SGI_IRQ_REGS], self, offset, size, value)
     }
 
     fn typer(&self) -> u64 {
@@ -58,21 +58,21 @@ impl Redist {
     }
 }
 
-fn read_bits(r: &Redist, a: Access, f: fn(&Irq) -> bool) -> u64 {
-    let (first, n) = field::bits(a);
-    (0..n).filter(|&i| r.private.get(first + i).is_some_and(f)).fold(0, |v, i| v | 1 << i)
-}
+impl Bank for Redist {
+    fn irq(&self, n: usize) -> Option<&Irq> {
+        self.private.get(n)
+    }
 
-fn write_bits(r: &mut Redist, a: Access, v: u64, f: fn(&mut Irq)) {
-    let (first, n) = field::bits(a);
-    for i in (0..n).filter(|i| v & (1 << i) != 0) {
-        if let Some(irq) = r.private.get_mut(first + i) {
-            f(irq);
-        }
+    fn irq_mut(&mut self, n: usize) -> Option<&mut Irq> {
+        self.private.get_mut(n)
     }
 }
 
-/// The redistributor's registers (RD frame, then SGI frame).
+/// The SGI frame's per-interrupt registers, for the private INTIDs 0-31.
+const SGI_IRQ_REGS: [RegDesc<Redist>; 8] = irq_regs(SGI_BASE, 4, 0x20);
+
+/// The redistributor's other registers (RD frame, then the SGI frame's
+/// trigger configuration).
 pub const REDIST_REGS: &[RegDesc<Redist>] = &[
     // GICR_CTLR: no LPIs, nothing pending (RWP 0).
     RegDesc { offset: 0x0000, len: 4, sizes: W, read: |_, _| 0, write: wi },
@@ -93,77 +93,6 @@ pub const REDIST_REGS: &[RegDesc<Redist>] = &[
         write: |r, _, v| r.asleep = v as u32 & WAKER_PROCESSOR_SLEEP != 0,
     },
     RegDesc { offset: 0xffe8, len: 4, sizes: W, read: |_, _| PIDR2_GICV3 as u64, write: wi },
-    // SGI frame: IGROUPR0.
-    RegDesc {
-        offset: SGI_BASE + 0x0080,
-        len: 4,
-        sizes: W,
-        read: |r, a| read_bits(r, a, |i| i.group1),
-        write: |r, _, v| {
-            for (i, q) in r.private.iter_mut().enumerate() {
-                q.group1 = v & (1 << i) != 0;
-            }
-        },
-    },
-    // ISENABLER0, ICENABLER0, ISPENDR0, ICPENDR0, ISACTIVER0, ICACTIVER0.
-    RegDesc {
-        offset: SGI_BASE + 0x0100,
-        len: 4,
-        sizes: W,
-        read: |r, a| read_bits(r, a, |i| i.enabled),
-        write: |r, a, v| write_bits(r, a, v, |i| i.enabled = true),
-    },
-    RegDesc {
-        offset: SGI_BASE + 0x0180,
-        len: 4,
-        sizes: W,
-        read: |r, a| read_bits(r, a, |i| i.enabled),
-        write: |r, a, v| write_bits(r, a, v, |i| i.enabled = false),
-    },
-    RegDesc {
-        offset: SGI_BASE + 0x0200,
-        len: 4,
-        sizes: W,
-        read: |r, a| read_bits(r, a, Irq::pending),
-        write: |r, a, v| write_bits(r, a, v, |i| i.pending_latch = true),
-    },
-    RegDesc {
-        offset: SGI_BASE + 0x0280,
-        len: 4,
-        sizes: W,
-        read: |r, a| read_bits(r, a, Irq::pending),
-        write: |r, a, v| write_bits(r, a, v, Irq::clear_pending),
-    },
-    RegDesc {
-        offset: SGI_BASE + 0x0300,
-        len: 4,
-        sizes: W,
-        read: |r, a| read_bits(r, a, |i| i.active),
-        write: |r, a, v| write_bits(r, a, v, |i| i.active = true),
-    },
-    RegDesc {
-        offset: SGI_BASE + 0x0380,
-        len: 4,
-        sizes: W,
-        read: |r, a| read_bits(r, a, |i| i.active),
-        write: |r, a, v| write_bits(r, a, v, |i| i.active = false),
-    },
-    // IPRIORITYR0..7.
-    RegDesc {
-        offset: SGI_BASE + 0x0400,
-        len: 0x20,
-        sizes: B | W,
-        read: |r, a| {
-            let (first, n) = field::bytes(a);
-            (0..n).fold(0, |v, i| v | (r.private[first + i].priority as u64) << (8 * i))
-        },
-        write: |r, a, v| {
-            let (first, n) = field::bytes(a);
-            for i in 0..n {
-                r.private[first + i].priority = (v >> (8 * i)) as u8;
-            }
-        },
-    },
     // ICFGR0: SGIs are edge-triggered, read-only.
     RegDesc { offset: SGI_BASE + 0x0c00, len: 4, sizes: W, read: |_, _| 0xaaaa_aaaa, write: wi },
     // ICFGR1: the PPIs' trigger mode.
