@@ -1,4 +1,5 @@
-//! bhyveload's command line, in bhyve's spelling: `bhyveload -m SIZE [-k FILE] NAME`.
+//! bhyveload's command line, in bhyve's spelling:
+//! `bhyveload -m SIZE [-k FILE] [-i FILE] [-e ARGS]... NAME`.
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
 use clap::Parser;
@@ -9,7 +10,10 @@ pub use vmmapi::cli::Exit;
 use vmmapi::size::parse_mem_size;
 
 /// One-line usage printed under every command-line error.
-pub const USAGE: &str = "usage: bhyveload -m SIZE [-k FILE] NAME  (see --help)";
+pub const USAGE: &str = "usage: bhyveload -m SIZE [-k FILE] [-i FILE] [-e ARGS]... NAME  (see --help)";
+
+/// The kernel command line when no `-e` is given: the console on the PL011.
+pub const DEFAULT_CMDLINE: &str = "console=ttyAMA0";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -28,6 +32,14 @@ struct Args {
     /// says), or any other file, loaded and entered at the start of RAM.
     #[arg(short = 'k', value_name = "FILE")]
     kernel: Option<PathBuf>,
+    /// Initial ramdisk for a Linux kernel, placed at the top of memory below
+    /// the device tree.
+    #[arg(short = 'i', value_name = "FILE", requires = "kernel")]
+    initrd: Option<PathBuf>,
+    /// Kernel command line; several -e are joined with spaces
+    /// [default: console=ttyAMA0].
+    #[arg(short = 'e', value_name = "ARGS", requires = "kernel")]
+    cmdline: Vec<String>,
     /// The VM, created if it does not exist.
     #[arg(value_name = "NAME")]
     name: String,
@@ -42,6 +54,10 @@ pub struct Command {
     pub mem_size: u64,
     /// The kernel to load, if any.
     pub kernel: Option<PathBuf>,
+    /// The initrd to load with it, if any.
+    pub initrd: Option<PathBuf>,
+    /// The kernel command line.
+    pub cmdline: String,
 }
 
 fn usage_error(msg: &str) -> Exit {
@@ -52,7 +68,8 @@ fn usage_error(msg: &str) -> Exit {
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
     let a = Args::try_parse_from(args).map_err(|e| cli::clap_exit("bhyveload", USAGE, &e))?;
     let mem_size = parse_mem_size(&a.mem).map_err(|e| usage_error(&format!("-m {}: {e}", a.mem)))?;
-    Ok(Command { name: a.name, mem_size, kernel: a.kernel })
+    let cmdline = if a.cmdline.is_empty() { DEFAULT_CMDLINE.to_string() } else { a.cmdline.join(" ") };
+    Ok(Command { name: a.name, mem_size, kernel: a.kernel, initrd: a.initrd, cmdline })
 }
 
 #[cfg(test)]
@@ -71,12 +88,29 @@ mod tests {
     fn bhyve_spelling() {
         assert_eq!(
             p(&["-m", "64M", "-k", "Image", "g"]).unwrap(),
-            Command { name: "g".into(), mem_size: 64 << 20, kernel: Some("Image".into()) }
+            Command {
+                name: "g".into(),
+                mem_size: 64 << 20,
+                kernel: Some("Image".into()),
+                initrd: None,
+                cmdline: DEFAULT_CMDLINE.into()
+            }
         );
         assert_eq!(
             p(&["-m512m", "guest"]).unwrap(),
-            Command { name: "guest".into(), mem_size: 512 << 20, kernel: None }
+            Command {
+                name: "guest".into(),
+                mem_size: 512 << 20,
+                kernel: None,
+                initrd: None,
+                cmdline: DEFAULT_CMDLINE.into()
+            }
         );
+        let c =
+            p(&["-m", "1G", "-k", "Image", "-i", "initrd.gz", "-e", "console=ttyAMA0 quiet", "-e", "panic=-1", "g"])
+                .unwrap();
+        assert_eq!(c.initrd, Some("initrd.gz".into()));
+        assert_eq!(c.cmdline, "console=ttyAMA0 quiet panic=-1");
         assert_eq!(p(&["g", "-m", "1G"]).unwrap().mem_size, 1 << 30);
     }
 
@@ -98,6 +132,8 @@ mod tests {
         assert_eq!(err(&["-m", "1M", "g", "-k"]), "bhyveload: flag '-k <FILE>' needs a value");
         assert!(err(&["-m", "1M", "g", "h"]).contains("'h'"));
         assert!(err(&["-m", "1M", "-m", "2M", "g"]).contains("-m"));
+        assert!(err(&["-m", "1M", "-i", "initrd", "g"]).contains("-k"), "-i needs a kernel");
+        assert!(err(&["-m", "1M", "-e", "quiet", "g"]).contains("-k"), "-e needs a kernel");
     }
 
     #[test]

@@ -32,6 +32,42 @@ pub enum Error {
         /// The VM's memory.
         ram: u64,
     },
+    /// A gzip-compressed kernel that does not uncompress.
+    #[error("'{}' is not a valid gzip file: {reason}", path.display())]
+    Gzip {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A gzip-compressed kernel larger than the memory once uncompressed.
+    #[error("'{}' uncompresses to more than the VM's {} of memory", path.display(), format_size(*ram))]
+    GzipTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The VM's memory.
+        ram: u64,
+    },
+    /// The initrd does not fit.
+    #[error("initrd '{}' {source}", path.display())]
+    Initrd {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: ImageError,
+    },
+    /// An initrd given with a kernel that is not a Linux Image.
+    #[error("-i needs a Linux Image kernel; '{}' is not one", path.display())]
+    InitrdWithoutLinux {
+        /// The kernel file.
+        path: PathBuf,
+    },
+    /// The command line does not fit Linux's limit.
+    #[error("-e: the kernel command line is {len} bytes; Linux takes at most {}", vmmapi::boot::CMDLINE_MAX)]
+    CmdlineTooLong {
+        /// Its length.
+        len: usize,
+    },
     /// The VM exists with memory of another size.
     #[error("VM '{name}' exists with {} of memory, not {}", format_size(*have), format_size(*want))]
     MemoryMismatch {

@@ -2,6 +2,7 @@
 //! of the kernel's `Documentation/arm64/booting.rst`, or a raw binary at the
 //! start of RAM. Pure: it sees bytes and sizes, never a VM.
 
+use vmmapi::boot::{self, DTB_MAX};
 use vmmapi::size::format_size;
 
 /// `magic` of an arm64 `Image` header: "ARM\x64", little-endian, at offset 0x38.
@@ -84,7 +85,68 @@ pub enum ImageError {
         /// The VM's memory.
         ram: u64,
     },
+    /// An `Image` that reaches into the top 2 MiB, where the device tree goes.
+    #[error(
+        "is a Linux Image needing {} at offset {offset:#x} of RAM, which leaves no room for the \
+         device tree in the top {} of the VM's {} of memory",
+        format_size(*span),
+        format_size(DTB_MAX),
+        format_size(*ram)
+    )]
+    NoRoomForDtb {
+        /// Offset of the load address from the start of RAM.
+        offset: u64,
+        /// Bytes needed there.
+        span: u64,
+        /// The VM's memory.
+        ram: u64,
+    },
+    /// An initrd larger than the memory between the kernel and the device tree.
+    #[error("is {} but only {} of memory is free between the kernel and the device tree", format_size(*len), format_size(*room))]
+    InitrdTooLarge {
+        /// The initrd's length.
+        len: u64,
+        /// The room there is.
+        room: u64,
+    },
 }
+
+/// Where a Linux kernel's companions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinuxLayout {
+    /// Guest physical address of the initrd (meaningless when it is empty).
+    pub initrd_addr: u64,
+    /// Guest physical address of the device tree (and of bhyveload's boot
+    /// parameters until bhyve replaces them with it).
+    pub dtb_addr: u64,
+}
+
+/// Places the device tree in the top [`DTB_MAX`] bytes of RAM and an initrd
+/// of `initrd_len` bytes page-aligned right below it, as high as it goes so
+/// that the kernel keeps the most room to relocate and grow. booting.rst
+/// asks only that both lie in RAM clear of the kernel's `image_size`, and
+/// the tree 8-byte aligned and within 2 MiB.
+pub fn layout_linux(
+    kernel: &Placement,
+    initrd_len: u64,
+    ram_base: u64,
+    ram_size: u64,
+) -> Result<LinuxLayout, ImageError> {
+    let offset = kernel.load_addr - ram_base;
+    let kernel_end = kernel.load_addr + kernel.span;
+    let dtb_addr = boot::dtb_addr(ram_base, ram_size);
+    if ram_size < DTB_MAX || kernel_end > dtb_addr {
+        return Err(ImageError::NoRoomForDtb { offset, span: kernel.span, ram: ram_size });
+    }
+    let room = (dtb_addr - kernel_end) & !(PAGE - 1);
+    if initrd_len > room {
+        return Err(ImageError::InitrdTooLarge { len: initrd_len, room });
+    }
+    let initrd_addr = (dtb_addr - initrd_len) & !(PAGE - 1);
+    Ok(LinuxLayout { initrd_addr, dtb_addr })
+}
+
+const PAGE: u64 = 4096;
 
 fn le_u64(b: &[u8], off: usize) -> u64 {
     let mut w = [0u8; 8];
@@ -246,6 +308,36 @@ mod tests {
     fn big_endian_is_refused() {
         let k = identify(&image(0, MB, FLAG_BE | 0x2, 4096));
         assert_eq!(place(k, MB, RAM, 64 * MB), Err(ImageError::BigEndian));
+    }
+
+    #[test]
+    fn initrd_goes_right_below_the_device_tree() {
+        let k = place(identify(&image(0, 20 * MB, 0, 64)), 10 * MB, RAM, 64 * MB).unwrap();
+        let l = layout_linux(&k, 5000, RAM, 64 * MB).unwrap();
+        assert_eq!(l.dtb_addr, RAM + 62 * MB);
+        assert_eq!(l.initrd_addr, RAM + 62 * MB - 8192, "page-aligned, ends at or below the tree");
+        assert!(layout_linux(&k, 42 * MB, RAM, 64 * MB).is_ok(), "exactly fills the gap");
+        let e = layout_linux(&k, 42 * MB + 1, RAM, 64 * MB).unwrap_err();
+        assert_eq!(e, ImageError::InitrdTooLarge { len: 42 * MB + 1, room: 42 * MB });
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "is {} but only 42M of memory is free between the kernel and the device tree",
+                format_size(42 * MB + 1)
+            )
+        );
+    }
+
+    #[test]
+    fn kernel_must_leave_the_top_2m() {
+        let k = place(identify(&image(0, 63 * MB, 0, 64)), MB, RAM, 64 * MB).unwrap();
+        let e = layout_linux(&k, 0, RAM, 64 * MB).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "is a Linux Image needing 63M at offset 0x0 of RAM, which leaves no room for the device tree in the top 2M of the VM's 64M of memory"
+        );
+        let k = place(identify(&image(0, 62 * MB, 0, 64)), MB, RAM, 64 * MB).unwrap();
+        assert_eq!(layout_linux(&k, 0, RAM, 64 * MB).unwrap().dtb_addr, RAM + 62 * MB);
     }
 
     #[test]

@@ -13,31 +13,59 @@ pub struct LoadedKernel {
     pub bytes: Vec<u8>,
     /// Where they go and where the vCPU starts.
     pub placement: Placement,
+    /// Whether it is a Linux `Image` (which gets an initrd, a command line
+    /// and a device tree) rather than a raw binary.
+    pub linux: bool,
 }
 
-/// Reads `path` and places it in `ram_size` bytes of RAM at `ram_base`.
-pub fn read_kernel(path: &Path, ram_base: u64, ram_size: u64) -> Result<LoadedKernel, Error> {
+/// The first bytes of a gzip stream (Debian's `vmlinuz` is a gzipped `Image`).
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Reads at most `limit` bytes of `path`, plus one to tell that there were
+/// more: the file may be huge, or a device without end such as /dev/zero.
+pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
     let read_err = |e: std::io::Error| Error::Read { path: path.to_path_buf(), reason: io_reason(&e) };
     let file = std::fs::File::open(path).map_err(read_err)?;
-    // Never read more than could fit plus one byte: the file may be huge, or
-    // a device without end such as /dev/zero.
     let mut bytes = Vec::new();
-    file.take(ram_size.saturating_add(1)).read_to_end(&mut bytes).map_err(read_err)?;
-    let len = bytes.len() as u64;
-    if len > ram_size {
-        // A regular file says how long it is; a pipe or device only that it
-        // holds more than fits.
-        return Err(match std::fs::metadata(path) {
-            Ok(m) if m.is_file() => Error::Kernel {
-                path: path.to_path_buf(),
-                source: ImageError::TooLarge { len: m.len().max(len), ram: ram_size },
-            },
-            _ => Error::StreamTooLarge { path: path.to_path_buf(), ram: ram_size },
-        });
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes).map_err(read_err)?;
+    Ok(bytes)
+}
+
+/// The error for a file of which more than `ram` bytes were read: a regular
+/// file says how long it is; a pipe or device only that it holds more.
+fn too_large(path: &Path, read: u64, ram: u64) -> Error {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {
+            Error::Kernel { path: path.to_path_buf(), source: ImageError::TooLarge { len: m.len().max(read), ram } }
+        }
+        _ => Error::StreamTooLarge { path: path.to_path_buf(), ram },
     }
-    let placement = image::place(image::identify(&bytes), len, ram_base, ram_size)
+}
+
+/// Reads `path` and places it in `ram_size` bytes of RAM at `ram_base`. A
+/// gzip-compressed file is uncompressed first, as boot loaders do for
+/// arm64 kernels.
+pub fn read_kernel(path: &Path, ram_base: u64, ram_size: u64) -> Result<LoadedKernel, Error> {
+    let mut bytes = read_limited(path, ram_size)?;
+    if bytes.len() as u64 > ram_size {
+        return Err(too_large(path, bytes.len() as u64, ram_size));
+    }
+    if bytes.starts_with(&GZIP_MAGIC) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .take(ram_size.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Gzip { path: path.to_path_buf(), reason: e.to_string() })?;
+        if out.len() as u64 > ram_size {
+            return Err(Error::GzipTooLarge { path: path.to_path_buf(), ram: ram_size });
+        }
+        bytes = out;
+    }
+    let len = bytes.len() as u64;
+    let kind = image::identify(&bytes);
+    let placement = image::place(kind, len, ram_base, ram_size)
         .map_err(|source| Error::Kernel { path: path.to_path_buf(), source })?;
-    Ok(LoadedKernel { bytes, placement })
+    Ok(LoadedKernel { bytes, placement, linux: matches!(kind, image::Kernel::Linux(_)) })
 }
 
 #[cfg(test)]
@@ -109,6 +137,25 @@ mod tests {
     fn endless_devices_are_not_read_to_the_end() {
         let e = read_kernel(Path::new("/dev/zero"), RAM, 4096).unwrap_err();
         assert_eq!(e.to_string(), "'/dev/zero' holds more than the VM's 4K of memory");
+    }
+
+    #[test]
+    fn gzipped_image_is_uncompressed() {
+        use std::io::Write;
+        let mut img = vec![0u8; 8192];
+        img[0x38..0x3c].copy_from_slice(&IMAGE_MAGIC.to_le_bytes());
+        img[16..24].copy_from_slice(&0x10_0000u64.to_le_bytes());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&img).unwrap();
+        let f = TempFile::new("vmlinuz", &gz.finish().unwrap());
+        let k = read_kernel(&f.0, RAM, 4 << 20).unwrap();
+        assert_eq!(k.bytes, img);
+        assert_eq!(k.placement.load_addr, RAM);
+        let e = read_kernel(&f.0, RAM, 4096).unwrap_err();
+        assert!(e.to_string().ends_with("vmlinuz' uncompresses to more than the VM's 4K of memory"), "{e}");
+        let f = TempFile::new("broken.gz", &[0x1f, 0x8b, 8, 0, 1, 2, 3]);
+        let e = read_kernel(&f.0, RAM, 4 << 20).unwrap_err();
+        assert!(e.to_string().contains("broken.gz' is not a valid gzip file: "), "{e}");
     }
 
     #[test]

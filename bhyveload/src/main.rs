@@ -9,11 +9,21 @@ mod cli;
 mod error;
 mod kernel;
 
-use bhyveload::image::Placement;
+use bhyveload::image::{self, Placement};
 use error::Error;
 use kernel::LoadedKernel;
 use std::process::ExitCode;
+use vmmapi::boot::BootParams;
 use vmmapi::{Errno, Vm, VmReg, VM_SYSMEM_BASE};
+
+/// What goes into guest memory besides the kernel for a Linux boot.
+struct LinuxBoot {
+    /// The initrd's bytes (empty: none) and where they go.
+    initrd: (Vec<u8>, u64),
+    /// The boot parameters block for bhyve, and where it goes (the device
+    /// tree's address, which vCPU 0 gets in x0).
+    params: (Vec<u8>, u64),
+}
 
 fn main() -> ExitCode {
     let cmd = match cli::parse(std::env::args_os()) {
@@ -34,10 +44,14 @@ fn run(cmd: &cli::Command) -> Result<(), Error> {
         Some(path) => Some(kernel::read_kernel(path, VM_SYSMEM_BASE, cmd.mem_size)?),
         None => None,
     };
+    let linux = match (&kernel, &cmd.kernel) {
+        (Some(k), Some(path)) => linux_boot(cmd, k, path)?,
+        _ => None,
+    };
     let (vm, created) = open_or_create(&cmd.name)?;
     // A VM that ran before (powered off, reset, stopped) boots afresh.
     let result = if created { Ok(()) } else { vm.reinit().map_err(Error::from) }
-        .and_then(|()| prepare(&vm, cmd.mem_size, kernel.as_ref()));
+        .and_then(|()| prepare(&vm, cmd.mem_size, kernel.as_ref(), linux.as_ref()));
     if result.is_err() && created {
         drop(vm);
         if let Err(e) = Vm::destroy_name(&cmd.name) {
@@ -47,6 +61,30 @@ fn run(cmd: &cli::Command) -> Result<(), Error> {
         }
     }
     result
+}
+
+/// Reads the initrd and lays out what a Linux kernel gets besides itself;
+/// `None` for a raw binary, which gets nothing (and refuses an initrd).
+fn linux_boot(cmd: &cli::Command, k: &LoadedKernel, path: &std::path::Path) -> Result<Option<LinuxBoot>, Error> {
+    if !k.linux {
+        return match &cmd.initrd {
+            Some(_) => Err(Error::InitrdWithoutLinux { path: path.to_path_buf() }),
+            None => Ok(None),
+        };
+    }
+    let initrd = match &cmd.initrd {
+        Some(p) => kernel::read_limited(p, cmd.mem_size)?,
+        None => Vec::new(),
+    };
+    let layout = image::layout_linux(&k.placement, initrd.len() as u64, VM_SYSMEM_BASE, cmd.mem_size).map_err(
+        |source| match (&cmd.initrd, source) {
+            (Some(p), source @ image::ImageError::InitrdTooLarge { .. }) => Error::Initrd { path: p.clone(), source },
+            (_, source) => Error::Kernel { path: path.to_path_buf(), source },
+        },
+    )?;
+    let params = BootParams { initrd: (layout.initrd_addr, initrd.len() as u64), cmdline: cmd.cmdline.clone() };
+    let block = params.encode().ok_or(Error::CmdlineTooLong { len: cmd.cmdline.len() })?;
+    Ok(Some(LinuxBoot { initrd: (initrd, layout.initrd_addr), params: (block, layout.dtb_addr) }))
 }
 
 /// Opens the VM, creating it first if it does not exist. Says whether this
@@ -69,32 +107,35 @@ fn open_or_create(name: &str) -> Result<(Vm, bool), Error> {
 }
 
 /// Gives the VM its memory (or checks the memory it has) and loads the kernel.
-fn prepare(vm: &Vm, mem_size: u64, kernel: Option<&LoadedKernel>) -> Result<(), Error> {
+fn prepare(vm: &Vm, mem_size: u64, kernel: Option<&LoadedKernel>, linux: Option<&LinuxBoot>) -> Result<(), Error> {
     match vm.memory_size()? {
         None => vm.setup_memory(mem_size)?,
         Some(have) if have == mem_size => {}
         Some(have) => return Err(Error::MemoryMismatch { name: vm.name().to_string(), have, want: mem_size }),
     }
     if let Some(k) = kernel {
-        load(vm, k)?;
-        start_at(vm, &k.placement)?;
+        let mem = vm.map_memory()?;
+        write(vm, &mem, k.placement.load_addr, &k.bytes)?;
+        let mut dtb = 0;
+        if let Some(l) = linux {
+            write(vm, &mem, l.initrd.1, &l.initrd.0)?;
+            write(vm, &mem, l.params.1, &l.params.0)?;
+            dtb = l.params.1;
+        }
+        start_at(vm, &k.placement, dtb)?;
     }
     Ok(())
 }
 
-fn load(vm: &Vm, k: &LoadedKernel) -> Result<(), Error> {
-    let mem = vm.map_memory()?;
-    mem.write(k.placement.load_addr, &k.bytes).ok_or_else(|| Error::GuestWrite {
-        name: vm.name().to_string(),
-        gpa: k.placement.load_addr,
-        len: k.bytes.len() as u64,
-    })
+fn write(vm: &Vm, mem: &vmmapi::GuestMemory, gpa: u64, bytes: &[u8]) -> Result<(), Error> {
+    mem.write(gpa, bytes).ok_or_else(|| Error::GuestWrite { name: vm.name().to_string(), gpa, len: bytes.len() as u64 })
 }
 
 /// Leaves vCPU 0 as Linux's booting.rst wants it: at the entry point, x0 the
-/// device tree's address (none yet: 0), x1..x3 zero. The rest of the state
-/// (EL1h, interrupts masked, MMU off) is what activation gives.
-fn start_at(vm: &Vm, p: &Placement) -> Result<(), Error> {
+/// device tree's address (where bhyve writes the tree; 0 for a raw binary,
+/// which gets none), x1..x3 zero. The rest of the state (EL1h, interrupts
+/// masked, MMU off) is what activation gives.
+fn start_at(vm: &Vm, p: &Placement, dtb: u64) -> Result<(), Error> {
     let vcpu = vm.vcpu(0);
     match vcpu.activate() {
         Ok(()) => {}
@@ -104,7 +145,8 @@ fn start_at(vm: &Vm, p: &Placement) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     }
     vcpu.set_register(VmReg::PC, p.entry)?;
-    for n in 0..4 {
+    vcpu.set_register(VmReg::x(0), dtb)?;
+    for n in 1..4 {
         vcpu.set_register(VmReg::x(n), 0)?;
     }
     Ok(())

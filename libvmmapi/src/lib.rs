@@ -6,6 +6,7 @@
 //! `include/vmmapi.h` (`vm_create`, `vm_open`, `vm_close`, `vm_destroy`, ...),
 //! with bhyve's names and signatures.
 
+pub mod boot;
 pub mod capi;
 #[cfg(feature = "cli")]
 pub mod cli;
