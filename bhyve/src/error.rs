@@ -1,6 +1,7 @@
 //! bhyve's one error type. Each message is one line, printed after `bhyve: `.
 
 use crate::bus::BusError;
+use crate::fdt::FdtError;
 use crate::hyp_exit;
 use vmmapi::size::format_size;
 use vmmapi::{Errno, HypExit, SuspendHow};
@@ -30,6 +31,28 @@ pub enum Error {
     /// A libvmmapi call failed; its message names the VM and the errno.
     #[error("{0}")]
     Vmm(#[from] vmmapi::Error),
+    /// Guest memory where the device tree goes could not be read or written.
+    #[error("cannot {op} {len} bytes of guest memory at {gpa:#x}, where the device tree goes")]
+    GuestMemory {
+        /// "read" or "write".
+        op: &'static str,
+        /// Bytes.
+        len: usize,
+        /// Where.
+        gpa: u64,
+    },
+    /// bhyveload's boot parameters have their magic but do not decode.
+    #[error("the boot parameters at {gpa:#x} are damaged (load the VM again with bhyveload)")]
+    BadBootParams {
+        /// Where they are.
+        gpa: u64,
+    },
+    /// No random bytes for the device tree's seeds.
+    #[error("cannot read /dev/urandom for the device tree's seeds: {0}")]
+    Random(std::io::Error),
+    /// The device tree could not be built.
+    #[error("cannot build the device tree: {0}")]
+    DeviceTree(FdtError),
     /// A device could not be placed on the bus.
     #[error("cannot place a device: {0}")]
     Bus(BusError),

@@ -6,23 +6,38 @@
 //!               | (flash, later)          |
 //!   0x0800_0000 +-------------------------+
 //!               | GICv3 distributor 64 KiB|  in the kernel
+//!   0x0801_0000 +-------------------------+
+//!               | (nothing; ITS on QEMU)  |
 //!   0x080A_0000 +-------------------------+
 //!               | GICv3 redistributors    |  128 KiB per vCPU, in the kernel
+//!   0x084A_0000 +-------------------------+  (the end with 32 vCPUs)
+//!               | (nothing)               |
 //!   0x0900_0000 +-------------------------+
 //!               | PL011 UART       4 KiB  |  console, SPI 1 (INTID 33)
 //!   0x0900_1000 +-------------------------+
-//!               | (PL031 RTC, virtio-mmio, later)
+//!               | (PL031 RTC at 0x0901_0000, virtio-mmio, later)
 //!   0x0B00_0000 +-------------------------+
 //!               | test device      4 KiB  |  only with -o testdev, SPI 8 (INTID 40)
 //!   0x0B00_1000 +-------------------------+
 //!               | (nothing)               |
 //!   0x4000_0000 +-------------------------+
-//!               | RAM              -m SIZE |
+//!               | RAM             -m SIZE |
+//!               |   ...                   |
+//!               | device tree      2 MiB  |  the last 2 MiB (fdt.rs, boot.rs)
 //!               +-------------------------+
 //! ```
 
 /// Start of guest RAM (the kernel module places system memory here).
 pub const RAM_BASE: u64 = vmm_uapi::VM_SYSMEM_BASE;
+
+/// The GICv3 distributor (the kernel's vGIC places it here).
+pub const GIC_DIST_BASE: u64 = vmm_uapi::VGIC_DIST_BASE;
+/// Bytes of the distributor's register window.
+pub const GIC_DIST_SIZE: u64 = vmm_uapi::VGIC_DIST_SIZE;
+/// The first GICv3 redistributor; vCPU n's is `n` × [`GIC_REDIST_SIZE`] above.
+pub const GIC_REDIST_BASE: u64 = vmm_uapi::VGIC_REDIST_BASE;
+/// Bytes of one redistributor (its RD and SGI frames).
+pub const GIC_REDIST_SIZE: u64 = vmm_uapi::VGIC_REDIST_SIZE;
 
 /// The PL011 UART.
 pub const PL011_BASE: u64 = 0x0900_0000;
@@ -38,7 +53,12 @@ pub const TESTDEV_SIZE: u64 = 0x1000;
 /// The test device's interrupt: SPI 8 (INTID 40).
 pub const TESTDEV_SPI: u32 = 40;
 
-// The devices sit below RAM, in this order, without overlap.
+// The devices sit below RAM, in this order, without overlap, the
+// redistributors counted for the most vCPUs a VM has.
+const _: () = assert!(GIC_DIST_BASE == 0x0800_0000 && GIC_REDIST_BASE == 0x080A_0000);
+const _: () = assert!(GIC_DIST_BASE + GIC_DIST_SIZE <= GIC_REDIST_BASE);
+const _: () = assert!(GIC_REDIST_BASE + vmm_uapi::VM_MAXCPU as u64 * GIC_REDIST_SIZE == 0x084A_0000);
+const _: () = assert!(0x084A_0000 <= PL011_BASE);
 const _: () = assert!(PL011_BASE + PL011_SIZE <= TESTDEV_BASE);
 const _: () = assert!(TESTDEV_BASE + TESTDEV_SIZE <= RAM_BASE);
 const _: () = assert!(RAM_BASE == 0x4000_0000);

@@ -4,6 +4,7 @@
 //! 2 halt, 4 error (and 2 for a bad command line); a stop signal kills bhyve
 //! with that signal.
 
+use bhyve::boot;
 use bhyve::bus::Bus;
 use bhyve::console::Console;
 use bhyve::devices::irq::SpiLine;
@@ -20,7 +21,7 @@ use nix::sys::signal::Signal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use vmmapi::{Errno, Vm};
+use vmmapi::{Errno, Vm, VmReg};
 
 fn main() -> ExitCode {
     let opts = match cli::parse(std::env::args_os()) {
@@ -49,6 +50,8 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let vm = Arc::new(open_vm(&opts.name)?);
     let ram_size = check_memory(&vm, opts.mem_size)?;
     attach_gic(&vm, opts.cpus)?;
+    let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
+    boot_linux(&vm, &platform)?;
 
     let mut bus = Bus::new();
     let uart = Arc::new(Pl011::new(SpiLine::new(vm.clone(), PL011_SPI), std::io::stdout()));
@@ -62,7 +65,6 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
         None => None,
     };
 
-    let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
     let cpus = Arc::new(Cpus::new(platform.vcpus));
     // Handlers first: a signal between raw mode and the vCPUs must still
     // restore the terminal.
@@ -117,6 +119,15 @@ fn attach_gic(vm: &Vm, cpus: u32) -> Result<(), Error> {
         }
         Err(e) => Err(Error::Vmm(e)),
     }
+}
+
+/// If bhyveload left boot parameters for a Linux kernel, puts the device
+/// tree in their place and its address in vCPU 0's x0, before any vCPU runs.
+fn boot_linux(vm: &Vm, platform: &Platform) -> Result<(), Error> {
+    if let Some(dtb) = boot::install_device_tree(&vm.map_memory()?, platform, boot::urandom_seeds)? {
+        vm.vcpu(0).set_register(VmReg::x(0), dtb)?;
+    }
+    Ok(())
 }
 
 fn open_vm(name: &str) -> Result<Vm, Error> {

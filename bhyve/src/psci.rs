@@ -53,8 +53,9 @@ const SMC64: u32 = 1 << 30;
 
 /// The affinity fields of an MPIDR (Aff3 in 39:32, Aff2..Aff0 in 23:0). The
 /// other bits (RES1 bit 31, U, MT) say nothing about which CPU is meant and
-/// are ignored, as KVM does: a guest may pass its MPIDR_EL1 as read.
-const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
+/// are ignored, as KVM does: a guest may pass its MPIDR_EL1 as read. The
+/// device tree's `cpu` nodes give these bits as `reg`.
+pub const MPIDR_AFFINITY: u64 = 0xff_00ff_ffff;
 
 /// What PSCI needs to know of the VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,117 @@
+//! The Linux boot hand-off: bhyveload's boot parameters in, the device tree out.
+//!
+//! bhyveload loads the kernel and the initrd but knows nothing of devices,
+//! so it leaves a [`BootParams`] block (magic `BHYVEBP1`, the initrd's place,
+//! the command line) where the device tree goes: at [`dtb_addr`], the last
+//! [`DTB_MAX`] (2 MiB) of RAM. When bhyve starts, before any vCPU runs,
+//! [`install_device_tree`] reads that block, builds the tree for this VM
+//! ([`crate::fdt`]), writes it over the block, and says where it is, for
+//! vCPU 0's x0 (Linux's arm64 boot protocol).
+//!
+//! Anything else there is left alone: a device tree (bhyve run again on a VM
+//! whose block it already replaced keeps its tree) or whatever a guest that
+//! is not Linux keeps at the top of its RAM.
+//!
+//! Guest memory is a [`Memory`], two calls, so that tests use a `Vec`.
+
+use crate::error::Error;
+use crate::fdt::{create_fdt, FdtConfig, RNG_SEED_LEN};
+use crate::psci::Platform;
+use std::io::Read;
+#[cfg(doc)]
+use vmmapi::boot::CMDLINE_MAX;
+use vmmapi::boot::{dtb_addr, BootParams, DTB_MAX, MAGIC};
+use vmmapi::GuestMemory;
+
+/// How many bytes are read to find the block: one page, which holds the
+/// largest (with a command line of [`CMDLINE_MAX`](vmmapi::boot::CMDLINE_MAX)
+/// bytes; a test checks).
+/// Reading all 2 MiB would make the kernel back every page of it.
+const PEEK: usize = 4096;
+const _: () = assert!(PEEK as u64 <= DTB_MAX);
+
+/// Guest memory, by guest physical address. `None`: not all of it is RAM.
+pub trait Memory {
+    /// Copies guest memory at `gpa` into `buf`.
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()>;
+    /// Copies `data` into guest memory at `gpa`.
+    fn write(&self, gpa: u64, data: &[u8]) -> Option<()>;
+}
+
+impl Memory for GuestMemory {
+    fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
+        GuestMemory::read(self, gpa, buf)
+    }
+
+    fn write(&self, gpa: u64, data: &[u8]) -> Option<()> {
+        GuestMemory::write(self, gpa, data)
+    }
+}
+
+/// Random bytes for the tree: `rng-seed`, then `kaslr-seed`.
+pub type Seeds = ([u8; RNG_SEED_LEN], u64);
+
+/// [`Seeds`] from `/dev/urandom`.
+pub fn urandom_seeds() -> std::io::Result<Seeds> {
+    let mut f = std::fs::File::open("/dev/urandom")?;
+    let (mut rng, mut kaslr) = ([0u8; RNG_SEED_LEN], [0u8; 8]);
+    f.read_exact(&mut rng)?;
+    f.read_exact(&mut kaslr)?;
+    Ok((rng, u64::from_le_bytes(kaslr)))
+}
+
+/// If bhyveload left its boot parameters at the top of RAM, replaces them
+/// with the device tree of the VM `p` and returns the tree's address (for
+/// vCPU 0's x0); else leaves memory as it is and returns `None`. `seeds` is
+/// called only when a tree is built.
+pub fn install_device_tree(
+    mem: &impl Memory,
+    p: &Platform,
+    seeds: impl FnOnce() -> std::io::Result<Seeds>,
+) -> Result<Option<u64>, Error> {
+    if p.ram_size < DTB_MAX {
+        return Ok(None);
+    }
+    let addr = dtb_addr(p.ram_base, p.ram_size);
+    let mut block = [0u8; PEEK];
+    mem.read(addr, &mut block).ok_or(Error::GuestMemory { op: "read", len: PEEK, gpa: addr })?;
+    if block[..MAGIC.len()] != MAGIC {
+        return Ok(None);
+    }
+    let params = BootParams::decode(&block).ok_or(Error::BadBootParams { gpa: addr })?;
+    let (initrd_addr, initrd_len) = params.initrd;
+    let initrd = match initrd_len {
+        0 => None,
+        len => Some(initrd_addr..initrd_addr.checked_add(len).ok_or(Error::BadBootParams { gpa: addr })?),
+    };
+    // How far the block reaches: it is what bhyveload encoded. (Encoding
+    // fails only for a NUL in the command line, which the tree refuses too.)
+    let old_len = params.encode().map_or(DTB_MAX as usize, |b| b.len());
+    let (rng_seed, kaslr_seed) = seeds().map_err(Error::Random)?;
+    let cfg = FdtConfig {
+        ram_base: p.ram_base,
+        ram_size: p.ram_size,
+        vcpus: p.vcpus,
+        cmdline: params.cmdline,
+        initrd,
+        rng_seed,
+        kaslr_seed,
+    };
+    let tree = create_fdt(&cfg).map_err(Error::DeviceTree)?;
+    replace(mem, addr, old_len, &tree)?;
+    Ok(Some(addr))
+}
+
+/// Writes `tree` at `addr` and zeroes what is left of the `old_len` bytes
+/// there before it, so that no part of the block outlives it.
+fn replace(mem: &impl Memory, addr: u64, old_len: usize, tree: &[u8]) -> Result<(), Error> {
+    mem.write(addr, tree).ok_or(Error::GuestMemory { op: "write", len: tree.len(), gpa: addr })?;
+    if let Some(rest) = old_len.checked_sub(tree.len()).filter(|&n| n > 0) {
+        let gpa = addr + tree.len() as u64;
+        mem.write(gpa, &vec![0; rest]).ok_or(Error::GuestMemory { op: "write", len: rest, gpa })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
