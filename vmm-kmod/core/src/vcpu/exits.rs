@@ -333,7 +333,25 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         ctx.pc += 4;
         return Outcome::Resume;
     }
-    // PMU, implementation-defined and anything else trapped: undefined.
+    // PMU (op0 3, op1 3, CRn 9, CRm 12..14: PMCR_EL0 to PMUSERENR_EL0; CRn
+    // 14, CRm 8..15: event counters and types) and PMINTEN/PMINTENCLR_EL1
+    // (op1 0, CRn 9, CRm 14, op2 1..2): no PMU is virtualised, so it reads
+    // as zero (PMCR.N = 0: no counters) and writes are ignored. Linux
+    // resets PMUSERENR_EL0 at boot on every CPU whose ID register shows a
+    // PMU, and must not take an UNDEF for it.
+    let pmu = op0 == 3
+        && ((op1 == 3 && crn == 9 && (12..=14).contains(&crm))
+            || (op1 == 3 && crn == 14 && crm >= 8)
+            || (op1 == 0 && crn == 9 && crm == 14 && (1..=2).contains(&op2)));
+    if pmu {
+        if read {
+            ctx.set_reg(rt, 0);
+        }
+        stats.inc(Stat::SysregEmulated);
+        ctx.pc += 4;
+        return Outcome::Resume;
+    }
+    // Implementation-defined and anything else trapped: undefined.
     inject_undef(ctx);
     stats.inc(Stat::Undef);
     Outcome::Resume
@@ -407,6 +425,44 @@ mod tests {
         c.exit.far = far;
         c.exit.hpfar = (ipa >> 12) << 4;
         c
+    }
+
+    /// A trapped MRS (`read`) or MSR of S<op0>_<op1>_C<crn>_C<crm>_<op2> with Xt = `rt`.
+    fn sys(op0: u64, op1: u64, crn: u64, crm: u64, op2: u64, rt: u64, read: bool) -> Context {
+        let iss = op0 << 20 | op2 << 17 | op1 << 14 | crn << 10 | rt << 5 | crm << 1 | read as u64;
+        exit((ec::SYS64 as u64) << 26 | 1 << 25 | iss, 0, 0)
+    }
+
+    #[test]
+    fn pmu_reads_as_zero_and_ignores_writes() {
+        // MSR PMUSERENR_EL0, x3 (Linux's boot path); MRS x4, PMCR_EL0.
+        let mut c = sys(3, 3, 9, 14, 0, 3, false);
+        c.set_reg(3, 0xf);
+        let (o, _, _) = run(&mut c, &mut mem());
+        assert!(matches!(o, Outcome::Resume));
+        assert_eq!(c.pc, 0x4000_1004, "stepped over, no UNDEF");
+        let mut c = sys(3, 3, 9, 12, 0, 4, true);
+        c.set_reg(4, 0xdead);
+        run(&mut c, &mut mem());
+        assert_eq!((c.reg(4), c.pc), (0, 0x4000_1004));
+        // PMEVTYPER5_EL0 (CRn 14, CRm 12, op2 5) and PMINTENSET_EL1.
+        let mut c = sys(3, 3, 14, 12, 5, 1, true);
+        run(&mut c, &mut mem());
+        assert_eq!(c.pc, 0x4000_1004);
+        let mut c = sys(3, 0, 9, 14, 1, 1, false);
+        run(&mut c, &mut mem());
+        assert_eq!(c.pc, 0x4000_1004);
+    }
+
+    #[test]
+    fn implementation_defined_registers_are_undefined() {
+        // MRS x0, S3_1_C15_C2_0 (Cortex-A57's CPUACTLR_EL1).
+        let mut c = sys(3, 1, 15, 2, 0, 0, true);
+        c.set_sys(Sys::Vbar, 0x4008_0000);
+        run(&mut c, &mut mem());
+        assert_eq!(c.pc, 0x4008_0200, "to the guest's current-EL sync vector");
+        assert_eq!(c.sys(Sys::Elr), 0x4000_1000);
+        assert_eq!(c.sys(Sys::Esr) >> 26, ec::UNKNOWN as u64);
     }
 
     fn run(c: &mut Context, m: &mut Mem) -> (Outcome, VmExit, Pending) {
@@ -504,8 +560,8 @@ mod tests {
 
     #[test]
     fn trapped_registers() {
-        // mrs x0, pmccntr_el0 (op0 3, op1 3, CRn 9, CRm 13, op2 0): UNDEF injected.
-        let iss = 3 << 20 | 3 << 14 | 9 << 10 | 13 << 1 | 1;
+        // mrs x0, s3_0_c15_c0_0 (implementation defined, CRn 15): UNDEF injected.
+        let iss = 3 << 20 | 15 << 10 | 1;
         let mut c = exit(0x6200_0000 | iss, 0, 0);
         c.sys[Sys::Vbar as usize] = 0x4000_8000;
         assert_eq!(run(&mut c, &mut mem()).0, Outcome::Resume);
