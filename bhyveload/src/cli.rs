@@ -28,17 +28,19 @@ struct Args {
     /// Guest memory size.
     #[arg(short = 'm', value_name = "SIZE", required = true)]
     mem: String,
-    /// Kernel to load: an arm64 Linux Image (placed as Linux's booting.rst
-    /// says), or any other file, loaded and entered at the start of RAM.
+    /// Kernel to load: an arm64 Linux Image, possibly gzipped (placed as
+    /// Linux's booting.rst says), or any other file, loaded and entered at
+    /// the start of RAM [default: the guest in /var/lib/bhyve/NAME, else
+    /// /usr/share/bhyve/guest, else none: the VM only gets its memory].
     #[arg(short = 'k', value_name = "FILE")]
     kernel: Option<PathBuf>,
     /// Initial ramdisk for a Linux kernel, placed at the top of memory below
     /// the device tree.
-    #[arg(short = 'i', value_name = "FILE", requires = "kernel")]
+    #[arg(short = 'i', value_name = "FILE")]
     initrd: Option<PathBuf>,
-    /// Kernel command line; several -e are joined with spaces
-    /// [default: console=ttyAMA0].
-    #[arg(short = 'e', value_name = "ARGS", requires = "kernel")]
+    /// Kernel command line; several -e are joined with spaces [default:
+    /// the guest directory's cmdline file, or console=ttyAMA0].
+    #[arg(short = 'e', value_name = "ARGS")]
     cmdline: Vec<String>,
     /// The VM, created if it does not exist.
     #[arg(value_name = "NAME")]
@@ -56,8 +58,8 @@ pub struct Command {
     pub kernel: Option<PathBuf>,
     /// The initrd to load with it, if any.
     pub initrd: Option<PathBuf>,
-    /// The kernel command line.
-    pub cmdline: String,
+    /// The kernel command line, if given.
+    pub cmdline: Option<String>,
 }
 
 fn usage_error(msg: &str) -> Exit {
@@ -68,7 +70,7 @@ fn usage_error(msg: &str) -> Exit {
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
     let a = Args::try_parse_from(args).map_err(|e| cli::clap_exit("bhyveload", USAGE, &e))?;
     let mem_size = parse_mem_size(&a.mem).map_err(|e| usage_error(&format!("-m {}: {e}", a.mem)))?;
-    let cmdline = if a.cmdline.is_empty() { DEFAULT_CMDLINE.to_string() } else { a.cmdline.join(" ") };
+    let cmdline = (!a.cmdline.is_empty()).then(|| a.cmdline.join(" "));
     Ok(Command { name: a.name, mem_size, kernel: a.kernel, initrd: a.initrd, cmdline })
 }
 
@@ -88,29 +90,17 @@ mod tests {
     fn bhyve_spelling() {
         assert_eq!(
             p(&["-m", "64M", "-k", "Image", "g"]).unwrap(),
-            Command {
-                name: "g".into(),
-                mem_size: 64 << 20,
-                kernel: Some("Image".into()),
-                initrd: None,
-                cmdline: DEFAULT_CMDLINE.into()
-            }
+            Command { name: "g".into(), mem_size: 64 << 20, kernel: Some("Image".into()), initrd: None, cmdline: None }
         );
         assert_eq!(
             p(&["-m512m", "guest"]).unwrap(),
-            Command {
-                name: "guest".into(),
-                mem_size: 512 << 20,
-                kernel: None,
-                initrd: None,
-                cmdline: DEFAULT_CMDLINE.into()
-            }
+            Command { name: "guest".into(), mem_size: 512 << 20, kernel: None, initrd: None, cmdline: None }
         );
         let c =
             p(&["-m", "1G", "-k", "Image", "-i", "initrd.gz", "-e", "console=ttyAMA0 quiet", "-e", "panic=-1", "g"])
                 .unwrap();
         assert_eq!(c.initrd, Some("initrd.gz".into()));
-        assert_eq!(c.cmdline, "console=ttyAMA0 quiet panic=-1");
+        assert_eq!(c.cmdline.as_deref(), Some("console=ttyAMA0 quiet panic=-1"));
         assert_eq!(p(&["g", "-m", "1G"]).unwrap().mem_size, 1 << 30);
     }
 
@@ -132,8 +122,6 @@ mod tests {
         assert_eq!(err(&["-m", "1M", "g", "-k"]), "bhyveload: flag '-k <FILE>' needs a value");
         assert!(err(&["-m", "1M", "g", "h"]).contains("'h'"));
         assert!(err(&["-m", "1M", "-m", "2M", "g"]).contains("-m"));
-        assert!(err(&["-m", "1M", "-i", "initrd", "g"]).contains("-k"), "-i needs a kernel");
-        assert!(err(&["-m", "1M", "-e", "quiet", "g"]).contains("-k"), "-e needs a kernel");
     }
 
     #[test]

@@ -62,6 +62,21 @@ pub enum Error {
         /// The kernel file.
         path: PathBuf,
     },
+    /// A guest directory's files could not be read.
+    #[error("guest directory: {reason}")]
+    GuestDir {
+        /// The error in words, with the file.
+        reason: String,
+    },
+    /// -i or -e without any kernel to go with them.
+    #[error(
+        "-i and -e need a kernel: give -k FILE, or put an Image in {}",
+        dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(" or ")
+    )]
+    NoKernel {
+        /// Where bhyveload looked.
+        dirs: Vec<PathBuf>,
+    },
     /// The command line does not fit Linux's limit.
     #[error("-e: the kernel command line is {len} bytes; Linux takes at most {}", vmmapi::boot::CMDLINE_MAX)]
     CmdlineTooLong {

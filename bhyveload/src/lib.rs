@@ -1,5 +1,7 @@
 //! The pure parts of bhyveload, kept apart so that they are unit-tested on any
 //! host and shared with bhyve (which takes the same `-m SIZE`): memory sizes
-//! ([`size`]) and where a kernel goes in guest memory ([`image`]).
+//! ([`size`]), where a kernel goes in guest memory ([`image`]) and where
+//! the guest is found when no kernel is named ([`guestdir`]).
 
+pub mod guestdir;
 pub mod image;

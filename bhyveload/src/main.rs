@@ -9,9 +9,11 @@ mod cli;
 mod error;
 mod kernel;
 
+use bhyveload::guestdir;
 use bhyveload::image::{self, Placement};
 use error::Error;
 use kernel::LoadedKernel;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vmmapi::boot::BootParams;
 use vmmapi::{Errno, Vm, VmReg, VM_SYSMEM_BASE};
@@ -40,12 +42,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cmd: &cli::Command) -> Result<(), Error> {
-    let kernel = match &cmd.kernel {
+    let boot = choose(cmd)?;
+    let kernel = match &boot.kernel {
         Some(path) => Some(kernel::read_kernel(path, VM_SYSMEM_BASE, cmd.mem_size)?),
         None => None,
     };
-    let linux = match (&kernel, &cmd.kernel) {
-        (Some(k), Some(path)) => linux_boot(cmd, k, path)?,
+    let linux = match (&kernel, &boot.kernel) {
+        (Some(k), Some(path)) => linux_boot(&boot, cmd.mem_size, k, path)?,
         _ => None,
     };
     let (vm, created) = open_or_create(&cmd.name)?;
@@ -63,9 +66,34 @@ fn run(cmd: &cli::Command) -> Result<(), Error> {
     result
 }
 
+/// What to boot: the files named on the command line, or the guest
+/// directory's where no kernel is named (see [`guestdir`]).
+struct Boot {
+    kernel: Option<PathBuf>,
+    initrd: Option<PathBuf>,
+    cmdline: String,
+}
+
+fn choose(cmd: &cli::Command) -> Result<Boot, Error> {
+    let cmdline = |dir: Option<&String>| cmd.cmdline.clone().or(dir.cloned()).unwrap_or(cli::DEFAULT_CMDLINE.into());
+    if cmd.kernel.is_some() {
+        return Ok(Boot { kernel: cmd.kernel.clone(), initrd: cmd.initrd.clone(), cmdline: cmdline(None) });
+    }
+    let dirs = guestdir::search_path(&cmd.name);
+    match guestdir::find(&dirs).map_err(|e| Error::GuestDir { reason: e.to_string() })? {
+        Some(g) => Ok(Boot {
+            kernel: Some(g.kernel),
+            initrd: cmd.initrd.clone().or(g.initrd),
+            cmdline: cmdline(g.cmdline.as_ref()),
+        }),
+        None if cmd.initrd.is_some() || cmd.cmdline.is_some() => Err(Error::NoKernel { dirs }),
+        None => Ok(Boot { kernel: None, initrd: None, cmdline: cmdline(None) }),
+    }
+}
+
 /// Reads the initrd and lays out what a Linux kernel gets besides itself;
 /// `None` for a raw binary, which gets nothing (and refuses an initrd).
-fn linux_boot(cmd: &cli::Command, k: &LoadedKernel, path: &std::path::Path) -> Result<Option<LinuxBoot>, Error> {
+fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, path: &Path) -> Result<Option<LinuxBoot>, Error> {
     if !k.linux {
         return match &cmd.initrd {
             Some(_) => Err(Error::InitrdWithoutLinux { path: path.to_path_buf() }),
@@ -73,15 +101,18 @@ fn linux_boot(cmd: &cli::Command, k: &LoadedKernel, path: &std::path::Path) -> R
         };
     }
     let initrd = match &cmd.initrd {
-        Some(p) => kernel::read_limited(p, cmd.mem_size)?,
+        Some(p) => kernel::read_limited(p, mem_size)?,
         None => Vec::new(),
     };
-    let layout = image::layout_linux(&k.placement, initrd.len() as u64, VM_SYSMEM_BASE, cmd.mem_size).map_err(
-        |source| match (&cmd.initrd, source) {
-            (Some(p), source @ image::ImageError::InitrdTooLarge { .. }) => Error::Initrd { path: p.clone(), source },
-            (_, source) => Error::Kernel { path: path.to_path_buf(), source },
-        },
-    )?;
+    let layout =
+        image::layout_linux(&k.placement, initrd.len() as u64, VM_SYSMEM_BASE, mem_size).map_err(|source| {
+            match (&cmd.initrd, source) {
+                (Some(p), source @ image::ImageError::InitrdTooLarge { .. }) => {
+                    Error::Initrd { path: p.clone(), source }
+                }
+                (_, source) => Error::Kernel { path: path.to_path_buf(), source },
+            }
+        })?;
     let params = BootParams { initrd: (layout.initrd_addr, initrd.len() as u64), cmdline: cmd.cmdline.clone() };
     let block = params.encode().ok_or(Error::CmdlineTooLong { len: cmd.cmdline.len() })?;
     Ok(Some(LinuxBoot { initrd: (initrd, layout.initrd_addr), params: (block, layout.dtb_addr) }))

@@ -75,8 +75,8 @@ const TESTS: [(&str, fn()); 9] = [
     insn!("mrs x0, vttbr_el2"),
     insn!("msr vbar_el2, x0"),
     insn!("tlbi alle2"),
-    insn!("mrs x0, s3_1_c15_c2_0"),
-    insn!("msr s3_1_c15_c2_0, x0"),
+    insn!("mrs x0, sctlr_el3"),
+    insn!("msr sp_el1, x0"),
     insn!("mrs x0, s3_0_c15_c0_0"),
 ];
 
