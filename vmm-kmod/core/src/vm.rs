@@ -326,6 +326,10 @@ impl Env for VcpuEnv<'_> {
     fn counter(&self) -> u64 {
         crate::arch::counter()
     }
+
+    fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
+        crate::arch::id_reg(crm, op2)
+    }
 }
 
 /// List registers per CPU, asked of EL2 once (0: no GICv3 for guests).

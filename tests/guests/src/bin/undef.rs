@@ -68,7 +68,7 @@ macro_rules! insn {
     };
 }
 
-const TESTS: [(&str, fn()); 9] = [
+const TESTS: [(&str, fn()); 10] = [
     insn!("udf #0"),
     insn!("mrs x0, hcr_el2"),
     insn!("msr hcr_el2, x0"),
@@ -78,6 +78,7 @@ const TESTS: [(&str, fn()); 9] = [
     insn!("mrs x0, sctlr_el3"),
     insn!("msr sp_el1, x0"),
     insn!("mrs x0, s3_0_c15_c0_0"),
+    insn!("msr s3_0_c0_c4_0, x0"),
 ];
 
 fn main() -> ! {
@@ -104,5 +105,16 @@ fn main() -> ! {
         }
     }
     println!("undef: {undefined}/{} undefined as expected", TESTS.len());
+    // The ID registers show only what is virtualised: no EL2, no PMU.
+    let (pfr0, dfr0): (u64, u64);
+    // SAFETY: reading ID registers has no side effects.
+    unsafe { asm!("mrs {}, id_aa64pfr0_el1", "mrs {}, id_aa64dfr0_el1", out(reg) pfr0, out(reg) dfr0) };
+    println!(
+        "undef: id_aa64pfr0 el2={} gic={} id_aa64dfr0 pmuver={} debugver={}",
+        (pfr0 >> 8) & 0xf,
+        (pfr0 >> 24) & 0xf,
+        (dfr0 >> 8) & 0xf,
+        dfr0 & 0xf
+    );
     smccc::system_off()
 }

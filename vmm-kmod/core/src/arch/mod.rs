@@ -74,3 +74,15 @@ pub fn counter_freq() -> u64 {
     #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
     62_500_000
 }
+
+/// The host's ID register S3_0_C0_C`crm`_`op2` (see `aarch64::id_reg`).
+pub fn id_reg(crm: u32, op2: u32) -> u64 {
+    #[cfg(all(target_arch = "aarch64", target_os = "none"))]
+    return aarch64::id_reg(crm, op2);
+    #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
+    match (crm, op2) {
+        (4, 0) => 0x0100_2222, // QEMU's Cortex-A57
+        (5, 0) => 0x1030_5106,
+        _ => 0,
+    }
+}

@@ -3,6 +3,7 @@
 //! Pure logic over the saved context, tested with real syndromes.
 
 use super::context::{Context, Sys, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
+use super::idregs;
 use super::stats::{Stat, Stats};
 use super::timer::Timer;
 use vmm_uapi::esr::{ec, DataAbort, Esr};
@@ -30,6 +31,8 @@ pub trait Env {
     fn send_sgi(&mut self, value: u64);
     /// The physical count (CNTPCT) now, for the emulated physical timer.
     fn counter(&self) -> u64;
+    /// The host's ID register S3_0_C0_C`crm`_`op2`.
+    fn host_id_reg(&self, crm: u32, op2: u32) -> u64;
 }
 
 /// What the run loop does next.
@@ -293,6 +296,19 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         ctx.pc += 4;
         return Outcome::Resume;
     }
+    // The ID registers (HCR_EL2.TID3): the host's, less what we do not
+    // virtualise. They are read-only: a write is undefined, as on hardware.
+    if idregs::is_id_space(op0, op1, crn, crm) {
+        if !read {
+            inject_undef(ctx);
+            stats.inc(Stat::Undef);
+            return Outcome::Resume;
+        }
+        ctx.set_reg(rt, idregs::sanitise(crm, op2, env.host_id_reg(crm, op2)));
+        stats.inc(Stat::SysregEmulated);
+        ctx.pc += 4;
+        return Outcome::Resume;
+    }
     // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0 (op0 3, op1 3, CRn 14,
     // CRm 2): the physical timer is the host's; the guest gets its own.
     if op0 == 3 && op1 == 3 && crn == 14 && crm == 2 && op2 <= 2 {
@@ -410,6 +426,9 @@ mod tests {
         fn counter(&self) -> u64 {
             1_000_000
         }
+        fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
+            crate::arch::id_reg(crm, op2)
+        }
     }
 
     fn mem() -> Mem {
@@ -452,6 +471,28 @@ mod tests {
         let mut c = sys(3, 0, 9, 14, 1, 1, false);
         run(&mut c, &mut mem());
         assert_eq!(c.pc, 0x4000_1004);
+    }
+
+    #[test]
+    fn id_registers_are_sanitised_and_read_only() {
+        // MRS x5, ID_AA64DFR0_EL1: the PMU is hidden.
+        let mut c = sys(3, 0, 0, 5, 0, 5, true);
+        run(&mut c, &mut mem());
+        assert_eq!((c.reg(5), c.pc), (0x1030_5006, 0x4000_1004));
+        // MRS x1, ID_AA64ZFR0_EL1 (no SVE) and an unallocated one.
+        let mut c = sys(3, 0, 0, 4, 4, 1, true);
+        c.set_reg(1, 7);
+        run(&mut c, &mut mem());
+        assert_eq!(c.reg(1), 0);
+        let mut c = sys(3, 0, 0, 7, 7, 1, true);
+        c.set_reg(1, 7);
+        run(&mut c, &mut mem());
+        assert_eq!(c.reg(1), 0);
+        // MSR ID_AA64PFR0_EL1, x0: UNDEF.
+        let mut c = sys(3, 0, 0, 4, 0, 0, false);
+        c.set_sys(Sys::Vbar, 0x4008_0000);
+        run(&mut c, &mut mem());
+        assert_eq!(c.pc, 0x4008_0200);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod context;
 pub mod exits;
+pub mod idregs;
 pub mod run;
 pub mod stats;
 pub mod timer;
@@ -19,8 +20,9 @@ use vmm_uapi::VmReg;
 /// SErrors to EL2 (IMO, FMO, AMO), set/way invalidation as clean+invalidate
 /// (SWIO), protected table walks (PTW), guest TLB and cache maintenance
 /// broadcast (FB, BSU inner shareable), traps of WFI/WFE (TWI, TWE), SMC
-/// (TSC), implementation-defined registers (TIDCP), ACTLR_EL1 (TACR) and
-/// LORegions (TLOR); AArch64 EL1 (RW). Pointer authentication and MTE stay
+/// (TSC), ID registers (TID3: the guest reads sanitised values, see
+/// `idregs`), implementation-defined registers (TIDCP), ACTLR_EL1 (TACR)
+/// and LORegions (TLOR); AArch64 EL1 (RW). Pointer authentication and MTE stay
 /// disabled for the guest (API, APK, ATA clear), so their keys and tags
 /// are never the guest's to touch.
 pub const GUEST_HCR: u64 = 1 << 0
@@ -33,6 +35,7 @@ pub const GUEST_HCR: u64 = 1 << 0
     | 1 << 10
     | 1 << 13
     | 1 << 14
+    | 1 << 18
     | 1 << 19
     | 1 << 20
     | 1 << 21

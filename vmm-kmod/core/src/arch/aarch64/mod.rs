@@ -186,3 +186,38 @@ pub fn counter_freq() -> u64 {
     unsafe { asm!("mrs {}, cntfrq_el0", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
+
+/// The ID register S3_0_C0_C`crm`_`op2` (`crm` 1..=7: the space HCR_EL2.TID3
+/// traps for guests), read at EL1; 0 for any other `crm`. Unallocated
+/// encodings in this space read as zero on every Armv8 CPU.
+pub fn id_reg(crm: u32, op2: u32) -> u64 {
+    macro_rules! read {
+        ($($crm:literal: $($op2:literal)*;)*) => {
+            match (crm, op2) {
+                $($(($crm, $op2) => {
+                    let v: u64;
+                    // SAFETY: reading an ID register has no side effects;
+                    // the whole space is readable (RAZ where unallocated) at EL1.
+                    unsafe {
+                        asm!(
+                            concat!("mrs {}, s3_0_c0_c", stringify!($crm), "_", stringify!($op2)),
+                            out(reg) v,
+                            options(nomem, nostack, preserves_flags)
+                        )
+                    };
+                    v
+                })*)*
+                _ => 0,
+            }
+        };
+    }
+    read! {
+        1: 0 1 2 3 4 5 6 7;
+        2: 0 1 2 3 4 5 6 7;
+        3: 0 1 2 3 4 5 6 7;
+        4: 0 1 2 3 4 5 6 7;
+        5: 0 1 2 3 4 5 6 7;
+        6: 0 1 2 3 4 5 6 7;
+        7: 0 1 2 3 4 5 6 7;
+    }
+}
