@@ -20,7 +20,8 @@
 //! blob goes and where its random bytes come from.
 
 use crate::layout::{
-    GIC_DIST_BASE, GIC_DIST_SIZE, GIC_REDIST_BASE, GIC_REDIST_SIZE, PL011_BASE, PL011_SIZE, PL011_SPI,
+    GIC_DIST_BASE, GIC_DIST_SIZE, GIC_REDIST_BASE, GIC_REDIST_SIZE, PL011_BASE, PL011_SIZE, PL011_SPI, PL031_BASE,
+    PL031_SIZE,
 };
 use crate::psci::{Platform, MPIDR_AFFINITY};
 use std::ops::Range;
@@ -113,10 +114,7 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     create_timer_node(&mut fdt)?;
     create_clock_node(&mut fdt)?;
     create_serial_node(&mut fdt)?;
-    // The PL031 RTC goes here once bhyve has one: `pl031@9010000`, compatible
-    // "arm,pl031", "arm,primecell"; reg <0 0x09010000 0 0x1000>; interrupts
-    // <0 2 4> (SPI 2, INTID 34); clocks <&clk>; clock-names "apb_pclk". Its
-    // base and SPI go in layout.rs.
+    create_rtc_node(&mut fdt)?;
 
     fdt.end_node(root)?;
     let blob = fdt.finish()?;
@@ -240,6 +238,18 @@ fn create_serial_node(fdt: &mut FdtWriter) -> Result<(), FdtError> {
     fdt.property_array_u32("clocks", &[PHANDLE_CLK, PHANDLE_CLK])?;
     fdt.property_string_list("clock-names", vec!["uartclk".into(), "apb_pclk".into()])?;
     fdt.end_node(uart)?;
+    Ok(())
+}
+
+/// The PL031 RTC. No `interrupts`: bhyve's PL031 has no alarm, and the
+/// driver then offers none.
+fn create_rtc_node(fdt: &mut FdtWriter) -> Result<(), FdtError> {
+    let rtc = fdt.begin_node(&format!("pl031@{PL031_BASE:x}"))?;
+    fdt.property_string_list("compatible", vec!["arm,pl031".into(), "arm,primecell".into()])?;
+    fdt.property_array_u64("reg", &[PL031_BASE, PL031_SIZE])?;
+    fdt.property_u32("clocks", PHANDLE_CLK)?;
+    fdt.property_string("clock-names", "apb_pclk")?;
+    fdt.end_node(rtc)?;
     Ok(())
 }
 

@@ -15,7 +15,11 @@
 //!   0x0900_0000 +-------------------------+
 //!               | PL011 UART       4 KiB  |  console, SPI 1 (INTID 33)
 //!   0x0900_1000 +-------------------------+
-//!               | (PL031 RTC at 0x0901_0000, virtio-mmio, later)
+//!               | (nothing)               |
+//!   0x0901_0000 +-------------------------+
+//!               | PL031 RTC        4 KiB  |  host time, no alarm interrupt
+//!   0x0901_1000 +-------------------------+
+//!               | (virtio-mmio, later)    |
 //!   0x0B00_0000 +-------------------------+
 //!               | test device      4 KiB  |  only with -o testdev, SPI 8 (INTID 40)
 //!   0x0B00_1000 +-------------------------+
@@ -46,6 +50,11 @@ pub const PL011_SIZE: u64 = 0x1000;
 /// The PL011's interrupt: SPI 1 (INTID 33), as on QEMU `virt`.
 pub const PL011_SPI: u32 = 33;
 
+/// The PL031 real-time clock.
+pub const PL031_BASE: u64 = 0x0901_0000;
+/// Bytes of the PL031's register window.
+pub const PL031_SIZE: u64 = 0x1000;
+
 /// The test device (`-o testdev`).
 pub const TESTDEV_BASE: u64 = 0x0B00_0000;
 /// Bytes of the test device's register window.
@@ -59,6 +68,7 @@ const _: () = assert!(GIC_DIST_BASE == 0x0800_0000 && GIC_REDIST_BASE == 0x080A_
 const _: () = assert!(GIC_DIST_BASE + GIC_DIST_SIZE <= GIC_REDIST_BASE);
 const _: () = assert!(GIC_REDIST_BASE + vmm_uapi::VM_MAXCPU as u64 * GIC_REDIST_SIZE == 0x084A_0000);
 const _: () = assert!(0x084A_0000 <= PL011_BASE);
-const _: () = assert!(PL011_BASE + PL011_SIZE <= TESTDEV_BASE);
+const _: () = assert!(PL011_BASE + PL011_SIZE <= PL031_BASE);
+const _: () = assert!(PL031_BASE + PL031_SIZE <= TESTDEV_BASE);
 const _: () = assert!(TESTDEV_BASE + TESTDEV_SIZE <= RAM_BASE);
 const _: () = assert!(RAM_BASE == 0x4000_0000);

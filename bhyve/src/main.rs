@@ -9,9 +9,12 @@ use bhyve::bus::Bus;
 use bhyve::console::Console;
 use bhyve::devices::irq::SpiLine;
 use bhyve::devices::pl011::Pl011;
+use bhyve::devices::pl031::{self, Pl031};
 use bhyve::devices::testdev::TestDev;
 use bhyve::error::Error;
-use bhyve::layout::{PL011_BASE, PL011_SIZE, PL011_SPI, RAM_BASE, TESTDEV_BASE, TESTDEV_SIZE, TESTDEV_SPI};
+use bhyve::layout::{
+    PL011_BASE, PL011_SIZE, PL011_SPI, PL031_BASE, PL031_SIZE, RAM_BASE, TESTDEV_BASE, TESTDEV_SIZE, TESTDEV_SPI,
+};
 use bhyve::power::Cpus;
 use bhyve::psci::Platform;
 use bhyve::smp::{self, SignalKick};
@@ -56,6 +59,7 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let mut bus = Bus::new();
     let uart = Arc::new(Pl011::new(SpiLine::new(vm.clone(), PL011_SPI), std::io::stdout()));
     bus.insert(uart.clone(), PL011_BASE, PL011_SIZE).map_err(Error::Bus)?;
+    bus.insert(Arc::new(Pl031::new(pl031::host_seconds)), PL031_BASE, PL031_SIZE).map_err(Error::Bus)?;
     let testdev = match opts.testdev {
         Some(param) => {
             let dev = Arc::new(TestDev::with_irq(param, Box::new(SpiLine::new(vm.clone(), TESTDEV_SPI))));

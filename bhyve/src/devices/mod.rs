@@ -3,6 +3,7 @@
 
 pub mod irq;
 pub mod pl011;
+pub mod pl031;
 pub mod testdev;
 
 /// Copies the low `data.len()` bytes of `value` into `data`, little-endian

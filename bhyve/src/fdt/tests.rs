@@ -94,6 +94,7 @@ fn two_vcpus_512m_with_initrd() {
         "timer",
         "apb-pclk",
         "pl011@9000000",
+        "pl031@9010000",
     ];
     want.sort();
     assert_eq!(nodes, want);
@@ -200,6 +201,14 @@ fn two_vcpus_512m_with_initrd() {
     assert_eq!(cells(prop(&fdt, uart, "interrupts")), [0, 1, 4], "SPI 1 = INTID 33");
     assert_eq!(cells(prop(&fdt, uart, "clocks")), [PHANDLE_CLK, PHANDLE_CLK]);
     assert_eq!(strings(prop(&fdt, uart, "clock-names")), ["uartclk", "apb_pclk"]);
+
+    // PL031: no interrupt, as the device has no alarm.
+    let rtc = "/pl031@9010000";
+    assert_eq!(prop_names(&fdt, rtc), sorted(&["compatible", "reg", "clocks", "clock-names"]));
+    assert_eq!(strings(prop(&fdt, rtc, "compatible")), ["arm,pl031", "arm,primecell"]);
+    assert_eq!(u64s(prop(&fdt, rtc, "reg")), [0x0901_0000, 0x1000]);
+    assert_eq!(cells(prop(&fdt, rtc, "clocks")), [PHANDLE_CLK]);
+    assert_eq!(strings(prop(&fdt, rtc, "clock-names")), ["apb_pclk"]);
 }
 
 #[test]
