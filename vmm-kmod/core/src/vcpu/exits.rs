@@ -367,7 +367,19 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         ctx.pc += 4;
         return Outcome::Resume;
     }
-    // Implementation-defined and anything else trapped: undefined.
+    // Implementation-defined and anything else trapped: undefined, and said
+    // in the host's log (rate limited: a guest could loop on it).
+    crate::klog_ratelimited!(
+        Warning,
+        "guest {} unemulated system register S{}_{}_C{}_C{}_{} at pc {:#x}: UNDEF injected",
+        if read { "read of" } else { "write to" },
+        op0,
+        op1,
+        crn,
+        crm,
+        op2,
+        ctx.pc
+    );
     inject_undef(ctx);
     stats.inc(Stat::Undef);
     Outcome::Resume
@@ -504,6 +516,12 @@ mod tests {
         assert_eq!(c.pc, 0x4008_0200, "to the guest's current-EL sync vector");
         assert_eq!(c.sys(Sys::Elr), 0x4000_1000);
         assert_eq!(c.sys(Sys::Esr) >> 26, ec::UNKNOWN as u64);
+        let logged = crate::kernel::mock::LOG.with(|l| {
+            l.borrow().iter().any(|(_, m)| {
+                m == "guest read of unemulated system register S3_1_C15_C2_0 at pc 0x40001000: UNDEF injected"
+            })
+        });
+        assert!(logged, "a host log line names the register");
     }
 
     fn run(c: &mut Context, m: &mut Mem) -> (Outcome, VmExit, Pending) {
