@@ -327,39 +327,23 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         ctx.pc += 4;
         return Outcome::Resume;
     }
-    let debug = op0 == 2 || (op0 == 3 && op1 == 3 && crn == 4 && (iss >> 1) & 0xf == 5);
-    if debug {
-        // Debug registers (MDSCR_EL1, breakpoints, OS lock, DBGDTR...):
-        // read as zero, writes ignored, so guests that reset them at boot
-        // run on; the host's debug state is never the guest's.
-        if read {
-            ctx.set_reg(rt, 0);
-        }
-        stats.inc(Stat::SysregEmulated);
-        ctx.pc += 4;
-        return Outcome::Resume;
-    }
-    // ACTLR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 1): implementation
-    // defined; read as zero, writes ignored.
-    if op0 == 3 && op1 == 0 && crn == 1 && (iss >> 1) & 0xf == 0 && (iss >> 17) & 7 == 1 {
-        if read {
-            ctx.set_reg(rt, 0);
-        }
-        stats.inc(Stat::SysregEmulated);
-        ctx.pc += 4;
-        return Outcome::Resume;
-    }
-    // PMU (op0 3, op1 3, CRn 9, CRm 12..14: PMCR_EL0 to PMUSERENR_EL0; CRn
-    // 14, CRm 8..15: event counters and types) and PMINTEN/PMINTENCLR_EL1
-    // (op1 0, CRn 9, CRm 14, op2 1..2): no PMU is virtualised, so it reads
-    // as zero (PMCR.N = 0: no counters) and writes are ignored. Linux
-    // resets PMUSERENR_EL0 at boot on every CPU whose ID register shows a
-    // PMU, and must not take an UNDEF for it.
+    // Registers that read as zero and ignore writes:
+    // - debug (MDSCR_EL1, breakpoints, OS lock, DBGDTR...; op0 2, and
+    //   MDSCR-like op0 3, op1 3, CRn 4, CRm 5), so guests that reset them at
+    //   boot run on; the host's debug state is never the guest's;
+    // - ACTLR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 1): implementation defined;
+    // - the PMU (op0 3, op1 3, CRn 9, CRm 12..14: PMCR_EL0 to PMUSERENR_EL0;
+    //   CRn 14, CRm 8..15: event counters and types) and PMINTENSET/CLR_EL1
+    //   (op1 0, CRn 9, CRm 14, op2 1..2): no PMU is virtualised (PMCR.N = 0,
+    //   and the ID registers say none), but Linux resets PMUSERENR_EL0 at
+    //   boot on CPUs that have one and must not take an UNDEF for it.
+    let debug = op0 == 2 || (op0 == 3 && op1 == 3 && crn == 4 && crm == 5);
+    let actlr = op0 == 3 && op1 == 0 && crn == 1 && crm == 0 && op2 == 1;
     let pmu = op0 == 3
         && ((op1 == 3 && crn == 9 && (12..=14).contains(&crm))
             || (op1 == 3 && crn == 14 && crm >= 8)
             || (op1 == 0 && crn == 9 && crm == 14 && (1..=2).contains(&op2)));
-    if pmu {
+    if debug || actlr || pmu {
         if read {
             ctx.set_reg(rt, 0);
         }
