@@ -182,6 +182,16 @@ impl VmMemory {
         Ok(pa)
     }
 
+    /// Calls `f` with the PA of every page the guest has mapped (pages only
+    /// userspace touched are cleaned when the guest first maps them).
+    pub fn for_each_mapped(&self, tables: &mut impl TableAlloc, mut f: impl FnMut(u64)) {
+        self.stage2.for_each_leaf(tables, |leaf| {
+            if let Leaf::Mapped(pa) = leaf {
+                f(pa);
+            }
+        });
+    }
+
     /// Gives every page back and frees the tables. The caller invalidates
     /// the VMID's TLB entries first.
     pub fn destroy(self, tables: &mut impl TableAlloc, pages: &mut impl GuestPages) {

@@ -330,6 +330,19 @@ impl Env for VcpuEnv<'_> {
     fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
         crate::arch::id_reg(crm, op2)
     }
+
+    fn clean_guest_memory(&mut self) {
+        let mem = self.vm.mem.lock();
+        let mut n = 0u32;
+        mem.for_each_mapped(&mut KernelTables, |pa| {
+            kernel::clean_to_poc(pa);
+            n += 1;
+            // Half a GiB is 131,072 pages: let others run now and then.
+            if n.is_multiple_of(512) {
+                kernel::cond_resched();
+            }
+        });
+    }
 }
 
 /// List registers per CPU, asked of EL2 once (0: no GICv3 for guests).

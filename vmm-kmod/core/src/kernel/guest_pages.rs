@@ -27,3 +27,12 @@ impl GuestPages for KernelGuestPages {
         let _ = pa;
     }
 }
+
+/// Cleans and invalidates the data cache lines of the guest page at `pa`
+/// to the point of coherency.
+pub fn clean_to_poc(pa: u64) {
+    #[cfg(target_arch = "aarch64")]
+    crate::arch::aarch64::dcache_clean_inval_poc(sys::phys_to_virt(pa), crate::mm::PAGE_SIZE as usize);
+    #[cfg(not(target_arch = "aarch64"))]
+    let _ = pa;
+}

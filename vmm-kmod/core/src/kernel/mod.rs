@@ -23,7 +23,7 @@ mod page;
 mod tables;
 mod waiter;
 
-pub use guest_pages::KernelGuestPages;
+pub use guest_pages::{clean_to_poc, KernelGuestPages};
 pub use kbox::KBox;
 pub use klock::{KLock, KLockGuard};
 pub use mutex::{KMutex, KMutexGuard};

@@ -188,34 +188,49 @@ impl Stage2 {
         }
     }
 
+    /// Calls `f` with every level-3 descriptor that holds a page (allocated
+    /// or mapped), in IPA order. The tables are not changed.
+    pub fn for_each_leaf(&self, alloc: &mut impl TableAlloc, mut f: impl FnMut(Leaf)) {
+        self.walk(alloc, &mut f, false);
+    }
+
     /// Calls `f` with the PA of every page held (allocated or mapped), then
     /// frees all tables. The caller must invalidate the VMID's TLB entries.
     pub fn destroy(self, alloc: &mut impl TableAlloc, mut f: impl FnMut(u64)) {
+        self.walk(alloc, &mut |leaf: Leaf| leaf.pa().into_iter().for_each(&mut f), true);
+        alloc.free(self.root_va, self.geo.root_order);
+    }
+
+    /// Visits every leaf below the root; with `free`, frees each table below
+    /// the root once visited.
+    fn walk(&self, alloc: &mut impl TableAlloc, f: &mut impl FnMut(Leaf), free: bool) {
         let n = 512usize << self.geo.root_order;
         for i in 0..n {
             // SAFETY: within the root.
             let d = unsafe { *self.root_va.add(i) };
             if d & DESC_VALID != 0 {
-                destroy_table(alloc, alloc.phys_to_virt(d & ADDR_MASK), self.geo.start_level + 1, &mut f);
+                walk_table(alloc, alloc.phys_to_virt(d & ADDR_MASK), self.geo.start_level + 1, f, free);
             }
         }
-        alloc.free(self.root_va, self.geo.root_order);
     }
 }
 
-fn destroy_table(alloc: &mut impl TableAlloc, table: *mut u64, level: u32, f: &mut impl FnMut(u64)) {
+fn walk_table(alloc: &mut impl TableAlloc, table: *mut u64, level: u32, f: &mut impl FnMut(Leaf), free: bool) {
     for i in 0..512 {
         // SAFETY: a live table page of ours.
         let d = unsafe { *table.add(i) };
         if level == 3 {
-            if let Some(pa) = Leaf::from_desc(d).pa() {
-                f(pa);
+            let leaf = Leaf::from_desc(d);
+            if leaf != Leaf::Empty {
+                f(leaf);
             }
         } else if d & DESC_VALID != 0 {
-            destroy_table(alloc, alloc.phys_to_virt(d & ADDR_MASK), level + 1, f);
+            walk_table(alloc, alloc.phys_to_virt(d & ADDR_MASK), level + 1, f, free);
         }
     }
-    alloc.free(table, 0);
+    if free {
+        alloc.free(table, 0);
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +274,10 @@ mod tests {
             let top = (1u64 << bits) - 0x1000;
             assert!(s2.leaf_entry(&mut a, top, true).unwrap().is_some());
             assert!(s2.leaf_entry(&mut a, 1u64 << bits, true).unwrap().is_none());
+            let mut leaves = vec![];
+            s2.for_each_leaf(&mut a, |l| leaves.push(l));
+            // In IPA order; the empty descriptor at the top is not a page.
+            assert_eq!(leaves, [Leaf::Mapped(0x1234_5000), Leaf::Allocated(0x5555_5000)]);
             let mut pages = vec![];
             s2.destroy(&mut a, |pa| pages.push(pa));
             pages.sort();

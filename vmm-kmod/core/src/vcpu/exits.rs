@@ -2,6 +2,7 @@
 //! host-kernel tier), or describe it for userspace (`VM_RUN` returns).
 //! Pure logic over the saved context, tested with real syndromes.
 
+use super::cache;
 use super::context::{Context, Sys, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
 use super::idregs;
 use super::stats::{Stat, Stats};
@@ -33,6 +34,9 @@ pub trait Env {
     fn counter(&self) -> u64;
     /// The host's ID register S3_0_C0_C`crm`_`op2`.
     fn host_id_reg(&self, crm: u32, op2: u32) -> u64;
+    /// Cleans and invalidates every page the guest has mapped to the point
+    /// of coherency (what a set/way flush of all caches would achieve).
+    fn clean_guest_memory(&mut self);
 }
 
 /// What the run loop does next.
@@ -296,6 +300,11 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         ctx.pc += 4;
         return Outcome::Resume;
     }
+    // Set/way cache maintenance (HCR_EL2.TSW) and, while a sequence of it
+    // is under way, writes to the virtual memory controls (HCR_EL2.TVM).
+    if let Some(outcome) = cache::sysreg(ctx, env, stats, (op0, op1, crn, crm, op2), rt, read) {
+        return outcome;
+    }
     // The ID registers (HCR_EL2.TID3): the host's, less what we do not
     // virtualise. They are read-only: a write is undefined, as on hardware.
     if idregs::is_id_space(op0, op1, crn, crm) {
@@ -400,6 +409,7 @@ mod tests {
         full: bool,
         mmio: Vec<(u64, bool, u64)>,
         sgis: Vec<u64>,
+        cleans: usize,
     }
 
     impl Env for Mem {
@@ -425,10 +435,13 @@ mod tests {
         fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
             crate::arch::id_reg(crm, op2)
         }
+        fn clean_guest_memory(&mut self) {
+            self.cleans += 1;
+        }
     }
 
     fn mem() -> Mem {
-        Mem { ram: (0x4000_0000, 0x4400_0000), faults: vec![], full: false, mmio: vec![], sgis: vec![] }
+        Mem { ram: (0x4000_0000, 0x4400_0000), faults: vec![], full: false, mmio: vec![], sgis: vec![], cleans: 0 }
     }
 
     fn exit(esr: u64, far: u64, ipa: u64) -> Context {

@@ -1,6 +1,7 @@
 //! vCPUs: register context, reset state, register access, running, and
 //! exit handling.
 
+pub mod cache;
 pub mod context;
 pub mod exits;
 pub mod idregs;
@@ -21,8 +22,9 @@ use vmm_uapi::VmReg;
 /// (SWIO), protected table walks (PTW), guest TLB and cache maintenance
 /// broadcast (FB, BSU inner shareable), traps of WFI/WFE (TWI, TWE), SMC
 /// (TSC), ID registers (TID3: the guest reads sanitised values, see
-/// `idregs`), implementation-defined registers (TIDCP), ACTLR_EL1 (TACR)
-/// and LORegions (TLOR); AArch64 EL1 (RW). Pointer authentication and MTE stay
+/// `idregs`), data cache maintenance by set/way (TSW, see `cache`),
+/// implementation-defined registers (TIDCP), ACTLR_EL1 (TACR) and
+/// LORegions (TLOR); AArch64 EL1 (RW). Pointer authentication and MTE stay
 /// disabled for the guest (API, APK, ATA clear), so their keys and tags
 /// are never the guest's to touch.
 pub const GUEST_HCR: u64 = 1 << 0
@@ -39,6 +41,7 @@ pub const GUEST_HCR: u64 = 1 << 0
     | 1 << 19
     | 1 << 20
     | 1 << 21
+    | cache::HCR_TSW
     | 1 << 31
     | 1 << 35;
 /// CPTR_EL2 while a guest runs: RES1 bits with SVE (TZ) and SME (TSM)

@@ -38,10 +38,15 @@ pub enum Stat {
     Serror,
     /// Other exits.
     Other,
+    /// Data cache maintenance by set/way (DC ISW, CSW, CISW) trapped.
+    SetWay,
+    /// Whole-VM cleans of guest memory to the point of coherency (set/way
+    /// emulation and cache on/off toggles after it).
+    MemoryClean,
 }
 
 /// Number of counters.
-pub const STAT_COUNT: usize = 16;
+pub const STAT_COUNT: usize = 18;
 
 /// Names, as `bhyvectl --get-stats` prints them.
 pub const STAT_NAMES: [&str; STAT_COUNT] = [
@@ -61,6 +66,8 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "wfi/wfe",
     "serror exits",
     "other exits",
+    "set/way cache operations",
+    "guest memory cleaned to poc",
 ];
 
 /// One vCPU's counters.
