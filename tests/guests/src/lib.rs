@@ -42,6 +42,25 @@ macro_rules! entry {
     };
 }
 
+/// Reads (`sysreg!(read "mdscr_el1")`) or writes (`sysreg!(write
+/// "mdscr_el1", value)`, followed by an `isb`) an EL1 system register.
+/// A write's soundness is the caller's to argue: it may change how the
+/// guest runs (translation, exceptions, debug).
+#[macro_export]
+macro_rules! sysreg {
+    (read $r:literal) => {{
+        let v: u64;
+        // SAFETY: reading an EL1 system register has no side effects.
+        unsafe { ::core::arch::asm!(concat!("mrs {}, ", $r), out(reg) v, options(nomem, nostack, preserves_flags)) };
+        v
+    }};
+    (write $r:literal, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: the guest's own EL1 state; see the macro's documentation.
+        unsafe { ::core::arch::asm!(concat!("msr ", $r, ", {}"), "isb", in(reg) v, options(nostack, preserves_flags)) }
+    }};
+}
+
 /// Defines `_secondary_start`, the entry point for secondary CPUs started
 /// by PSCI CPU_ON with their number (1..=15) as the context id: it gives
 /// each its own 16 KiB stack below the boot CPU's, turns FP/SIMD on,

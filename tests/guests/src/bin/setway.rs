@@ -11,7 +11,7 @@
 
 use core::arch::asm;
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
-use guests::{println, smccc};
+use guests::{println, smccc, sysreg};
 
 guests::entry!(main);
 
@@ -34,20 +34,6 @@ const MAIR: u64 = 0xff << 8;
 const TCR: u64 = 32 | 1 << 8 | 1 << 10 | 3 << 12 | 1 << 23;
 /// SCTLR_EL1.M, C and I.
 const SCTLR_MCI: u64 = 1 | 1 << 2 | 1 << 12;
-
-macro_rules! sysreg {
-    (read $r:literal) => {{
-        let v: u64;
-        // SAFETY: reading an EL1 system register has no side effects.
-        unsafe { asm!(concat!("mrs {}, ", $r), out(reg) v, options(nomem, nostack, preserves_flags)) };
-        v
-    }};
-    (write $r:literal, $v:expr) => {{
-        let v: u64 = $v;
-        // SAFETY: the guest owns its EL1 state; the caller says why each write is sound.
-        unsafe { asm!(concat!("msr ", $r, ", {}"), "isb", in(reg) v, options(nostack, preserves_flags)) }
-    }};
-}
 
 /// Cleans and invalidates every data cache level below the point of
 /// coherency by set/way. Returns (operations, levels).

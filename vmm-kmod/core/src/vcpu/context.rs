@@ -56,10 +56,12 @@ pub enum Sys {
     Cntkctl,
     /// CSSELR_EL1.
     Csselr,
+    /// MDSCR_EL1 (for a guest: what the hardware gets, see `vcpu::debug`).
+    Mdscr,
 }
 
 /// Number of [`Sys`] registers.
-pub const SYS_COUNT: usize = 23;
+pub const SYS_COUNT: usize = 24;
 
 /// FP/SIMD state.
 #[repr(C, align(16))]
@@ -103,6 +105,9 @@ pub struct El2Regs {
 /// [`El2Regs::flags`]: flush this CPU's TLB entries of the VMID before entry
 /// (the vCPU last ran on another CPU).
 pub const EL2_FLAG_FLUSH_TLB: u64 = 1;
+/// [`El2Regs::flags`]: load the guest's breakpoints and watchpoints for this
+/// entry (keeping the host's in the host context until the exit).
+pub const EL2_FLAG_DEBUG: u64 = 2;
 
 /// What EL2 recorded about a guest exit.
 #[repr(C)]
@@ -140,6 +145,30 @@ pub struct VgicRegs {
     pub lrs: [u64; 16],
 }
 
+/// Breakpoint and watchpoint registers. For a guest: its values (EL2 loads
+/// them while its debug exceptions are on). For the host: where EL2 keeps
+/// the host's meanwhile.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DebugRegs {
+    /// How many breakpoints EL2 switches (the CPU's, 1..=16; guest only).
+    pub nbrp: u64,
+    /// How many watchpoints EL2 switches (the CPU's, 1..=16; guest only).
+    pub nwrp: u64,
+    /// DBGBVR<n>_EL1.
+    pub bvr: [u64; 16],
+    /// DBGBCR<n>_EL1.
+    pub bcr: [u64; 16],
+    /// DBGWVR<n>_EL1.
+    pub wvr: [u64; 16],
+    /// DBGWCR<n>_EL1.
+    pub wcr: [u64; 16],
+    /// MDSCR_EL1 as the guest sees it (guest only; EL2 never reads it).
+    pub mdscr: u64,
+    /// The guest's OS lock, OSLSR_EL1.OSLK (guest only).
+    pub os_lock: u64,
+}
+
 /// A synchronous exception from the guest.
 pub const EXIT_SYNC: u64 = 0;
 /// A physical IRQ arrived while the guest ran.
@@ -163,8 +192,6 @@ pub struct Context {
     pub pstate: u64,
     /// EL1/EL0 system registers, indexed by [`Sys`].
     pub sys: [u64; SYS_COUNT],
-    /// Keeps what follows 16-byte aligned.
-    pub pad2: u64,
     /// CNTV_CTL_EL0, CNTV_CVAL_EL0 (guest only).
     pub timer: [u64; 2],
     /// EL2 registers.
@@ -178,6 +205,8 @@ pub struct Context {
     /// The emulated EL1 physical timer: CTL, CVAL (guest only; EL2 never
     /// touches it).
     pub ptimer: [u64; 2],
+    /// Breakpoints and watchpoints.
+    pub debug: DebugRegs,
 }
 
 impl Context {
@@ -189,7 +218,6 @@ impl Context {
             pc: 0,
             pstate: 0,
             sys: [0; SYS_COUNT],
-            pad2: 0,
             timer: [0; 2],
             el2: El2Regs {
                 hcr: 0,
@@ -207,6 +235,16 @@ impl Context {
             vgic: VgicRegs { nr_lrs: 0, hcr: 0, vmcr: 0, ap0r: 0, ap1r: 0, pad: 0, lrs: [0; 16] },
             fp: FpRegs { v: [0; 32], fpcr: 0, fpsr: 0 },
             ptimer: [0; 2],
+            debug: DebugRegs {
+                nbrp: 0,
+                nwrp: 0,
+                bvr: [0; 16],
+                bcr: [0; 16],
+                wvr: [0; 16],
+                wcr: [0; 16],
+                mdscr: 0,
+                os_lock: 0,
+            },
         }
     }
 
@@ -259,6 +297,16 @@ pub mod off {
     pub const VGIC: usize = offset_of!(Context, vgic);
     /// From [`VGIC`]: the list registers.
     pub const VGIC_LRS: usize = offset_of!(VgicRegs, lrs);
+    /// The debug registers: nbrp, nwrp, then the arrays.
+    pub const DEBUG: usize = offset_of!(Context, debug);
+    /// From [`DEBUG`].
+    pub const DBG_BVR: usize = offset_of!(DebugRegs, bvr);
+    /// From [`DEBUG`].
+    pub const DBG_BCR: usize = offset_of!(DebugRegs, bcr);
+    /// From [`DEBUG`].
+    pub const DBG_WVR: usize = offset_of!(DebugRegs, wvr);
+    /// From [`DEBUG`].
+    pub const DBG_WCR: usize = offset_of!(DebugRegs, wcr);
     /// FPCR, then FPSR, from [`FP`].
     pub const FP_FPCR: usize = offset_of!(FpRegs, fpcr);
     /// In [`El2Regs`].
@@ -305,6 +353,8 @@ pub mod off {
     const _: () = assert!(EXIT_ESR == EXIT_KIND + 8 && EXIT_HPFAR == EXIT_ESR + 16);
     const _: () = assert!(FP_FPCR == 512);
     const _: () = assert!(VGIC_LRS == 48 && VGIC.is_multiple_of(16));
+    // nbrp and nwrp are loaded as a pair; `add` immediates reach 4095.
+    const _: () = assert!(DBG_BVR == 16 && DEBUG.is_multiple_of(8) && DEBUG + DBG_WCR < 4096);
     // The host context and a 256-byte EL2 stack fit the hyp page.
     const _: () = assert!(HYP_HOST + size_of::<Context>() + 256 <= HYP_PAGE_END);
     const _: () = assert!(size_of::<Context>().is_multiple_of(16));
@@ -321,7 +371,7 @@ mod tests {
         assert_eq!(c.reg(31), 0);
         c.set_reg(30, 7);
         assert_eq!(c.reg(30), 7);
-        c.set_sys(Sys::Csselr, 9);
+        c.set_sys(Sys::Mdscr, 9);
         assert_eq!(c.sys[SYS_COUNT - 1], 9);
     }
 }

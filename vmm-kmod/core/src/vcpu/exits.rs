@@ -4,6 +4,7 @@
 
 use super::cache;
 use super::context::{Context, Sys, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
+use super::debug;
 use super::idregs;
 use super::stats::{Stat, Stats};
 use super::timer::Timer;
@@ -336,23 +337,23 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         ctx.pc += 4;
         return Outcome::Resume;
     }
+    // The debug registers (MDCR_EL2.TDA, TDOSA, TDRA): the guest's own.
+    if let Some(outcome) = debug::sysreg(ctx, stats, (op0, op1, crn, crm, op2), rt, read) {
+        return outcome;
+    }
     // Registers that read as zero and ignore writes:
-    // - debug (MDSCR_EL1, breakpoints, OS lock, DBGDTR...; op0 2, and
-    //   MDSCR-like op0 3, op1 3, CRn 4, CRm 5), so guests that reset them at
-    //   boot run on; the host's debug state is never the guest's;
     // - ACTLR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 1): implementation defined;
     // - the PMU (op0 3, op1 3, CRn 9, CRm 12..14: PMCR_EL0 to PMUSERENR_EL0;
     //   CRn 14, CRm 8..15: event counters and types) and PMINTENSET/CLR_EL1
     //   (op1 0, CRn 9, CRm 14, op2 1..2): no PMU is virtualised (PMCR.N = 0,
     //   and the ID registers say none), but Linux resets PMUSERENR_EL0 at
     //   boot on CPUs that have one and must not take an UNDEF for it.
-    let debug = op0 == 2 || (op0 == 3 && op1 == 3 && crn == 4 && crm == 5);
     let actlr = op0 == 3 && op1 == 0 && crn == 1 && crm == 0 && op2 == 1;
     let pmu = op0 == 3
         && ((op1 == 3 && crn == 9 && (12..=14).contains(&crm))
             || (op1 == 3 && crn == 14 && crm >= 8)
             || (op1 == 0 && crn == 9 && crm == 14 && (1..=2).contains(&op2)));
-    if debug || actlr || pmu {
+    if actlr || pmu {
         if read {
             ctx.set_reg(rt, 0);
         }
@@ -625,12 +626,13 @@ mod tests {
         assert_eq!(c.sys(Sys::Elr), 0x4000_1000);
         assert_eq!(c.sys(Sys::Esr) >> 26, 0);
         assert_eq!(c.pstate, 0x3c5);
-        // mrs x3, mdscr_el1 (op0 2, op1 0, CRn 0, CRm 2, op2 2): read as zero.
+        // mrs x3, mdscr_el1 (op0 2, op1 0, CRn 0, CRm 2, op2 2): the guest's copy.
         let iss = 2 << 20 | 2 << 17 | 3 << 5 | 2 << 1 | 1;
         let mut c = exit(0x6200_0000 | iss, 0, 0);
         c.x[3] = 99;
+        c.debug.mdscr = 1 << 15;
         run(&mut c, &mut mem());
-        assert_eq!((c.x[3], c.pc), (0, 0x4000_1004));
+        assert_eq!((c.x[3], c.pc), (1 << 15, 0x4000_1004));
     }
 
     #[test]

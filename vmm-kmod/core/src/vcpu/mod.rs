@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod context;
+pub mod debug;
 pub mod exits;
 pub mod idregs;
 pub mod run;
@@ -118,6 +119,7 @@ impl Vcpu {
         ctx.el2.vmpidr = mpidr_of(id);
         ctx.el2.cptr = GUEST_CPTR;
         ctx.el2.mdcr = GUEST_MDCR;
+        debug::reset(&mut ctx, crate::arch::id_reg(5, 0));
         Ok(Self {
             id,
             busy: AtomicBool::new(false),
@@ -185,9 +187,14 @@ impl VcpuGuard<'_> {
     /// marks it active.
     pub fn reset(&mut self) {
         let el2 = self.ctx.el2;
+        let (nbrp, nwrp) = (self.ctx.debug.nbrp, self.ctx.debug.nwrp);
         self.ctx = Context::zeroed();
         self.ctx.el2 = el2;
         self.ctx.el2.flags = 0;
+        // No set/way sequence under way (see `cache`).
+        self.ctx.el2.hcr = GUEST_HCR;
+        debug::reset(&mut self.ctx, 0);
+        (self.ctx.debug.nbrp, self.ctx.debug.nwrp) = (nbrp, nwrp);
         self.ctx.vgic = Default::default();
         self.listed = 0;
         self.quiet_at = 0;
@@ -211,7 +218,7 @@ impl VcpuGuard<'_> {
                 VmReg::FPSR => c.fp.fpsr,
                 VmReg::CNTV_CTL_EL0 => c.timer[0],
                 VmReg::CNTV_CVAL_EL0 => c.timer[1],
-                VmReg::MDSCR_EL1 => 0,
+                VmReg::MDSCR_EL1 => c.debug.mdscr,
                 _ => c.sys(sys_of(r).ok_or(EINVAL)?),
             },
         })
@@ -238,7 +245,7 @@ impl VcpuGuard<'_> {
                 VmReg::FPSR => c.fp.fpsr = v,
                 VmReg::CNTV_CTL_EL0 => c.timer[0] = v,
                 VmReg::CNTV_CVAL_EL0 => c.timer[1] = v,
-                VmReg::MDSCR_EL1 => {}
+                VmReg::MDSCR_EL1 => debug::set_mdscr(c, v),
                 _ => c.set_sys(sys_of(r).ok_or(EINVAL)?, v),
             },
         }
@@ -293,6 +300,16 @@ mod tests {
         assert_eq!(g.get(VmReg::x(5)), Ok(0));
         assert_eq!(g.get(VmReg::MPIDR_EL1), Ok(0x8000_0003));
         assert_eq!(g.ctx.el2.cntvoff, 77, "EL2 setup survives a reset");
+        // Debug: the CPU's breakpoint counts survive, the guest's state does not.
+        let counts = (g.ctx.debug.nbrp, g.ctx.debug.nwrp);
+        assert!(counts.0 >= 2 && counts.1 >= 2);
+        g.set(VmReg::MDSCR_EL1, 0xffff_ffff).unwrap();
+        assert_eq!(g.get(VmReg::MDSCR_EL1), Ok(0xb001), "SS, TDCC, KDE, MDE");
+        g.ctx.el2.hcr |= cache::HCR_TVM;
+        g.reset();
+        assert_eq!((g.ctx.debug.nbrp, g.ctx.debug.nwrp), counts);
+        assert_eq!((g.get(VmReg::MDSCR_EL1), g.ctx.debug.os_lock), (Ok(0), 1));
+        assert_eq!(g.ctx.el2.hcr, GUEST_HCR, "no set/way sequence carried over");
         assert_eq!(mpidr_of(17), 0x8000_0101);
     }
 

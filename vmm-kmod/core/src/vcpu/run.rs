@@ -96,6 +96,9 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
         vm.vgic_fold(id, &g.ctx, listed);
         return false;
     }
+    if super::debug::active(&g.ctx) {
+        g.ctx.el2.flags |= super::context::EL2_FLAG_DEBUG;
+    }
     if g.last_cpu != cpu as i32 {
         g.ctx.el2.flags |= super::context::EL2_FLAG_FLUSH_TLB;
         g.last_cpu = cpu as i32;

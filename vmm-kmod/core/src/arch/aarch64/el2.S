@@ -50,6 +50,11 @@
 	.equ	CTX_EXIT, {ctx_exit}
 	.equ	CTX_FP, {ctx_fp}
 	.equ	CTX_VGIC, {ctx_vgic}
+	.equ	CTX_DEBUG, {ctx_debug}
+	.equ	DBG_BVR, {dbg_bvr}
+	.equ	DBG_BCR, {dbg_bcr}
+	.equ	DBG_WVR, {dbg_wvr}
+	.equ	DBG_WCR, {dbg_wcr}
 	.equ	VGIC_LRS, {vgic_lrs}
 	.equ	FP_FPCR, {fp_fpcr}
 	.equ	EL2_HCR, {el2_hcr}
@@ -131,7 +136,8 @@
 	mrs	x6, cntkctl_el1
 	stp	x5, x6, [x9, #160]
 	mrs	x5, csselr_el1
-	str	x5, [x9, #176]
+	mrs	x6, mdscr_el1
+	stp	x5, x6, [x9, #176]
 	.endm
 
 	.macro	restore_el1 ctx
@@ -169,8 +175,9 @@
 	ldp	x5, x6, [x9, #160]
 	msr	par_el1, x5
 	msr	cntkctl_el1, x6
-	ldr	x5, [x9, #176]
+	ldp	x5, x6, [x9, #176]
 	msr	csselr_el1, x5
+	msr	mdscr_el1, x6
 	.endm
 
 	.macro	save_fp ctx
@@ -323,6 +330,45 @@
 	str	x6, [x3, #0]
 8:	msr	ich_hcr_el2, xzr
 7:
+	.endm
+
+	// One bank of breakpoint or watchpoint registers (\name is dbgbvr,
+	// dbgbcr, dbgwvr or dbgwcr): `save` stores the first \count of them at
+	// [\base + 8n], `load` loads them, through a jump into a table of
+	// (access, move) pairs, last to first. Uses x5 and x6.
+	.macro	dbg_bank dir, name, count, base
+	adr	x5, 9f
+	sub	x5, x5, \count, lsl #3
+	br	x5
+	.irp	n, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0
+	dbg_one	\dir, \name, \n, \base
+	.endr
+9:
+	.endm
+
+	.macro	dbg_one dir, name, n, base
+	.ifc	\dir, save
+	mrs	x6, \name\n\()_el1
+	str	x6, [\base, #(\n * 8)]
+	.else
+	ldr	x6, [\base, #(\n * 8)]
+	msr	\name\n\()_el1, x6
+	.endif
+	.endm
+
+	// Saves or loads the breakpoints and watchpoints of context \ctx, as
+	// many as guest context \guest says the CPU has. Uses x3-x7 and x9.
+	.macro	dbg_regs dir, ctx, guest
+	add	x9, \guest, #CTX_DEBUG
+	ldp	x4, x7, [x9]
+	add	x3, \ctx, #(CTX_DEBUG + DBG_BVR)
+	dbg_bank \dir, dbgbvr, x4, x3
+	add	x3, \ctx, #(CTX_DEBUG + DBG_BCR)
+	dbg_bank \dir, dbgbcr, x4, x3
+	add	x3, \ctx, #(CTX_DEBUG + DBG_WVR)
+	dbg_bank \dir, dbgwvr, x7, x3
+	add	x3, \ctx, #(CTX_DEBUG + DBG_WCR)
+	dbg_bank \dir, dbgwcr, x7, x3
 	.endm
 
 	.section .rodata.vmm_el2, "a"
@@ -536,7 +582,13 @@ el2_run:
 	tlbi	vmalls12e1
 	dsb	nsh
 	isb
-1:	restore_fp x1
+1:	// The guest's debug exceptions are on: its breakpoints and watchpoints
+	// replace the host's until the exit.
+	ldr	x3, [x10, #EL2_FLAGS]
+	tbz	x3, #1, 2f
+	dbg_regs save, x2, x1
+	dbg_regs load, x1, x1
+2:	restore_fp x1
 	restore_el1 x1
 	ldp	x3, x4, [x1, #CTX_TIMER]
 	msr	cntv_cval_el0, x4
@@ -628,7 +680,11 @@ el2_guest_exit:
 	ldr	x3, [x9, #EL2_CNTHCTL]
 	msr	cnthctl_el2, x3
 	isb
-	restore_el1 x2
+	// The host's breakpoints and watchpoints back, if the guest's were in.
+	ldr	x3, [x1, #(CTX_EL2 + EL2_FLAGS)]
+	tbz	x3, #1, 1f
+	dbg_regs load, x2, x1
+1:	restore_el1 x2
 	ldp	x3, x4, [x2, #CTX_PC]
 	msr	elr_el2, x3
 	msr	spsr_el2, x4
