@@ -31,14 +31,18 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
+/// The length of a regular file of which `read` bytes were read (it may
+/// have grown meanwhile); `None` for a pipe or a device.
+pub fn file_len(path: &Path, read: u64) -> Option<u64> {
+    std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len().max(read))
+}
+
 /// The error for a file of which more than `ram` bytes were read: a regular
 /// file says how long it is; a pipe or device only that it holds more.
 fn too_large(path: &Path, read: u64, ram: u64) -> Error {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_file() => {
-            Error::Kernel { path: path.to_path_buf(), source: ImageError::TooLarge { len: m.len().max(read), ram } }
-        }
-        _ => Error::StreamTooLarge { path: path.to_path_buf(), ram },
+    match file_len(path, read) {
+        Some(len) => Error::Kernel { path: path.to_path_buf(), source: ImageError::TooLarge { len, ram } },
+        None => Error::StreamTooLarge { path: path.to_path_buf(), ram },
     }
 }
 
@@ -131,6 +135,14 @@ mod tests {
         assert_eq!(k.placement.span, 0x10_0000);
         let e = read_kernel(&f.0, RAM, 1 << 20).unwrap_err();
         assert!(e.to_string().contains("needing 1M at offset 0x80000"), "{e}");
+    }
+
+    #[test]
+    fn file_lengths_come_from_the_file() {
+        let f = TempFile::new("initrd", &vec![1u8; 8192]);
+        assert_eq!(read_limited(&f.0, 4096).unwrap().len(), 4097, "one more than asked: there is more");
+        assert_eq!(file_len(&f.0, 4097), Some(8192));
+        assert_eq!(file_len(Path::new("/dev/zero"), 4097), None);
     }
 
     #[test]

@@ -104,15 +104,18 @@ fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, path: &Path) -> Resul
         Some(p) => kernel::read_limited(p, mem_size)?,
         None => Vec::new(),
     };
-    let layout =
-        image::layout_linux(&k.placement, initrd.len() as u64, VM_SYSMEM_BASE, mem_size).map_err(|source| {
-            match (&cmd.initrd, source) {
-                (Some(p), source @ image::ImageError::InitrdTooLarge { .. }) => {
-                    Error::Initrd { path: p.clone(), source }
-                }
-                (_, source) => Error::Kernel { path: path.to_path_buf(), source },
-            }
-        })?;
+    // More than the whole memory read: say how big the file really is.
+    let read = initrd.len() as u64;
+    let initrd_len = match &cmd.initrd {
+        Some(p) if read > mem_size => kernel::file_len(p, read).unwrap_or(read),
+        _ => read,
+    };
+    let layout = image::layout_linux(&k.placement, initrd_len, VM_SYSMEM_BASE, mem_size).map_err(|source| {
+        match (&cmd.initrd, source) {
+            (Some(p), source @ image::ImageError::InitrdTooLarge { .. }) => Error::Initrd { path: p.clone(), source },
+            (_, source) => Error::Kernel { path: path.to_path_buf(), source },
+        }
+    })?;
     let params = BootParams { initrd: (layout.initrd_addr, initrd.len() as u64), cmdline: cmd.cmdline.clone() };
     let block = params.encode().ok_or(Error::CmdlineTooLong { len: cmd.cmdline.len() })?;
     Ok(Some(LinuxBoot { initrd: (initrd, layout.initrd_addr), params: (block, layout.dtb_addr) }))
