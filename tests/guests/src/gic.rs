@@ -419,22 +419,11 @@ extern "C" {
 // halves of v8-v15), FPCR and FPSR; and ELR_EL1 and SPSR_EL1, so that a
 // handler may unmask IRQs. 0xc0 bytes of general and system registers,
 // then 0x200 of q registers.
+crate::vector_table!(__irq_vectors, 5 => __irq_entry);
 global_asm!(
     r#"
-    .section .text.irq_vectors, "ax"
-    .balign 0x800
-    .global __irq_vectors
-__irq_vectors:
-    .irp n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
-    .balign 0x80
-    .if \n == 5
-    b       __irq_entry
-    .else
-    mov     x0, #(\n * 0x80)
-    b       {unexpected}
-    .endif
-    .endr
-
+    .section .text.irq_entry, "ax"
+    .global __irq_entry
 __irq_entry:
     sub     sp, sp, #0x2c0
     stp     x0, x1, [sp, #0x00]
@@ -508,5 +497,4 @@ __irq_entry:
     eret
 "#,
     dispatch = sym dispatch,
-    unexpected = sym crate::unexpected_exception,
 );

@@ -42,6 +42,33 @@ macro_rules! entry {
     };
 }
 
+/// Defines `$name`, a 2 KiB aligned EL1 vector table whose entry `$n`
+/// (0..=15; 4: synchronous from the current EL with SP_ELx, 5: its IRQ,
+/// 8: synchronous from a lower EL in AArch64, 12: in AArch32) branches to
+/// the global symbol `$target`; every other entry reports an unexpected
+/// exception with its offset and powers off.
+#[macro_export]
+macro_rules! vector_table {
+    ($name:ident, $n:literal => $target:ident) => {
+        ::core::arch::global_asm!(
+            concat!(
+                ".section .text.",
+                stringify!($name),
+                ", \"ax\"\n.balign 0x800\n.global ",
+                stringify!($name),
+                "\n",
+                stringify!($name),
+                ":\n.irp n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15\n.balign 0x80\n.if \\n == ",
+                stringify!($n),
+                "\nb ",
+                stringify!($target),
+                "\n.else\nmov x0, #(\\n * 0x80)\nb {unexpected}\n.endif\n.endr\n",
+            ),
+            unexpected = sym $crate::unexpected_exception,
+        );
+    };
+}
+
 /// Reads (`sysreg!(read "mdscr_el1")`) or writes (`sysreg!(write
 /// "mdscr_el1", value)`, followed by an `isb`) an EL1 system register.
 /// A write's soundness is the caller's to argue: it may change how the

@@ -63,6 +63,43 @@ impl Esr {
         self.0 & (1 << 25) != 0
     }
 
+    /// The length in bytes of the instruction that trapped: 4, or 2 for a
+    /// 16-bit T32 instruction (IL clear), which only AArch32 EL0 runs.
+    pub fn insn_len(self) -> u64 {
+        if self.il() {
+            4
+        } else {
+            2
+        }
+    }
+
+    /// Whether a trapped AArch32 instruction passed its condition check,
+    /// from ESR.CV and COND (bits 24, 23:20) and the NZCV flags of `pstate`.
+    /// Instructions without a valid condition (CV clear, or AArch64) pass.
+    pub fn condition_passed(self, pstate: u64) -> bool {
+        if self.0 & (1 << 24) == 0 {
+            return true;
+        }
+        let cond = (self.0 >> 20) & 0xf;
+        let (n, z, c, v) = ((pstate >> 31) & 1, (pstate >> 30) & 1, (pstate >> 29) & 1, (pstate >> 28) & 1);
+        let base = match cond >> 1 {
+            0 => z == 1,
+            1 => c == 1,
+            2 => n == 1,
+            3 => v == 1,
+            4 => c == 1 && z == 0,
+            5 => n == v,
+            6 => n == v && z == 0,
+            _ => true,
+        };
+        // Odd conditions are the negations, except 0b1111 (always).
+        if cond & 1 == 1 && cond != 0xf {
+            !base
+        } else {
+            base
+        }
+    }
+
     /// The instruction-specific syndrome, bits [24:0].
     pub fn iss(self) -> u32 {
         (self.0 & 0x1ff_ffff) as u32
@@ -200,6 +237,24 @@ impl DataAbort {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aarch32_lengths_and_conditions() {
+        // A32 "wfeeq" (CV set, COND 0b0000): IL set; T32 16-bit "wfe": IL clear.
+        let wfeeq = Esr((ec::WFX as u64) << 26 | 1 << 25 | 1 << 24 | 1);
+        assert_eq!(wfeeq.insn_len(), 4);
+        assert_eq!(Esr((ec::WFX as u64) << 26 | 1).insn_len(), 2);
+        let z = 1 << 30;
+        assert!(wfeeq.condition_passed(z) && !wfeeq.condition_passed(0));
+        let with = |cond: u64| Esr(wfeeq.0 & !(0xf << 20) | cond << 20);
+        assert!(with(0b0001).condition_passed(0), "NE with Z clear");
+        let (n, v) = (1u64 << 31, 1u64 << 28);
+        assert!(with(0b1010).condition_passed(n | v) && !with(0b1010).condition_passed(n), "GE: N == V");
+        assert!(with(0b1101).condition_passed(z) && !with(0b1101).condition_passed(0), "LE: Z or N != V");
+        assert!(with(0b1110).condition_passed(0) && with(0b1111).condition_passed(0), "always");
+        // No valid condition (CV clear), as from AArch64: passes.
+        assert!(Esr(wfeeq.0 & !(1 << 24)).condition_passed(0));
+    }
 
     // Real syndromes, as the hardware reports them for these instructions.
     const LDRB_W0: u64 = 0x9300_0006; // ldrb w0, [x1]; ISV, SAS=0, SRT=0, translation L2

@@ -36,21 +36,11 @@ static mut WATCHED: u64 = 0;
 // The synchronous exception from EL1 with SP_EL1 (offset 0x200) calls
 // `on_debug` with the caller-saved registers kept; every other vector is
 // unexpected.
+guests::vector_table!(debug_vectors, 4 => debug_sync);
 global_asm!(
     r#"
-    .section .text.debug_vectors, "ax"
-    .balign 0x800
-    .global debug_vectors
-debug_vectors:
-    .irp n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
-    .balign 0x80
-    .if \n == 4
-    b       debug_sync
-    .else
-    mov     x0, #(\n * 0x80)
-    b       {unexpected}
-    .endif
-    .endr
+    .section .text.debug_sync, "ax"
+    .global debug_sync
 debug_sync:
     sub     sp, sp, #160
     stp     x0, x1, [sp, #0]
@@ -77,7 +67,6 @@ debug_sync:
     add     sp, sp, #160
     eret
 "#,
-    unexpected = sym guests::unexpected_exception,
     handler = sym on_debug,
 );
 

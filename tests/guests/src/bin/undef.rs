@@ -19,15 +19,12 @@ const NO_EXCEPTION: u64 = u64::MAX;
 // The vector table: the synchronous exception from the current EL with
 // SP_ELx (offset 0x200) records ESR_EL1 and resumes after the faulting
 // instruction; every other vector is unexpected.
+guests::vector_table!(undef_vectors, 4 => undef_sync);
 global_asm!(
     r#"
-    .section .text.undef_vectors, "ax"
-    .balign 0x800
-    .global undef_vectors
-undef_vectors:
-    .irp n, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15
-    .balign 0x80
-    .if \n == 4
+    .section .text.undef_sync, "ax"
+    .global undef_sync
+undef_sync:
     stp     x0, x1, [sp, #-16]!
     mrs     x0, esr_el1
     adrp    x1, {esr}
@@ -37,14 +34,8 @@ undef_vectors:
     msr     elr_el1, x0
     ldp     x0, x1, [sp], #16
     eret
-    .else
-    mov     x0, #(\n * 0x80)
-    b       {unexpected}
-    .endif
-    .endr
 "#,
     esr = sym ESR,
-    unexpected = sym guests::unexpected_exception,
 );
 
 extern "C" {

@@ -59,10 +59,11 @@ pub enum Pending {
     /// Nothing.
     #[default]
     None,
-    /// Write the value userspace read into the register, step the PC.
-    MmioRead(DataAbort),
-    /// Step the PC past the emulated store.
-    MmioWrite,
+    /// Write the value userspace read into the register, step the PC past
+    /// the load (of this many bytes: 2 for a 16-bit T32 one).
+    MmioRead(DataAbort, u64),
+    /// Step the PC past the emulated store (of this many bytes).
+    MmioWrite(u64),
 }
 
 /// The IPA of a stage-2 abort: HPFAR_EL2.FIPA gives bits [51:12], FAR the page offset.
@@ -140,7 +141,11 @@ fn handle_sync(
         }
         ec::WFX => {
             stats.inc(Stat::Wfx);
-            ctx.pc += 4;
+            // From AArch32 EL0 a WFE may be 16 bits long, and conditional.
+            ctx.pc += esr.insn_len();
+            if !esr.condition_passed(ctx.pstate) {
+                return Outcome::Resume;
+            }
             // ISS bit 0: WFE (1) or WFI (0).
             if esr.iss() & 1 == 0 {
                 Outcome::Wfi
@@ -231,7 +236,7 @@ fn data_abort(
     }
     if esr.cache_maintenance() {
         // Cache maintenance by address on MMIO does nothing: skip it.
-        ctx.pc += 4;
+        ctx.pc += esr.insn_len();
         return Outcome::Resume;
     }
     let Some(da) = esr.data_abort() else {
@@ -243,13 +248,13 @@ fn data_abort(
         if !da.write {
             ctx.set_reg(da.reg, da.read_value(v));
         }
-        ctx.pc += 4;
+        ctx.pc += esr.insn_len();
         stats.inc(Stat::KernelMmio);
         return Outcome::Resume;
     }
     stats.inc(Stat::Mmio);
     out.pc = ctx.pc;
-    out.inst_length = 4;
+    out.inst_length = esr.insn_len() as u32;
     out.set_inst_emul(&InstEmul {
         gpa: ipa,
         esr_el2: esr.0,
@@ -260,7 +265,8 @@ fn data_abort(
         reg: da.reg,
         data,
     });
-    *pending = if da.write { Pending::MmioWrite } else { Pending::MmioRead(da) };
+    let len = esr.insn_len();
+    *pending = if da.write { Pending::MmioWrite(len) } else { Pending::MmioRead(da, len) };
     Outcome::ToUser
 }
 
@@ -271,11 +277,11 @@ fn data_abort(
 pub fn complete(ctx: &mut Context, pending: &mut Pending, mmio_data: Option<u64>) {
     match core::mem::take(pending) {
         Pending::None => {}
-        Pending::MmioWrite => ctx.pc += 4,
-        Pending::MmioRead(da) => {
+        Pending::MmioWrite(len) => ctx.pc += len,
+        Pending::MmioRead(da, len) => {
             if let Some(data) = mmio_data {
                 ctx.set_reg(da.reg, da.read_value(data));
-                ctx.pc += 4;
+                ctx.pc += len;
             }
         }
     }
@@ -389,7 +395,8 @@ pub fn inject_undef(ctx: &mut Context) {
     let offset = match ctx.pstate & PSTATE_M_MASK {
         EL1T => 0x000,
         EL1H => 0x200,
-        _ => 0x400, // EL0, AArch64
+        m if m & 0x10 != 0 => 0x600, // EL0, AArch32
+        _ => 0x400,                  // EL0, AArch64
     };
     ctx.set_sys(Sys::Elr, ctx.pc);
     ctx.set_sys(Sys::Spsr, ctx.pstate);
@@ -613,6 +620,31 @@ mod tests {
         assert_eq!(p, Pending::None);
         let mut c = exit(0x8200_0007, 0, 0x4400_0000); // fetch beyond RAM
         assert_eq!(run(&mut c, &mut mem()).1.hyp().exception_nr, hyp_reason::IABT_OUTSIDE_MEMORY);
+    }
+
+    #[test]
+    fn aarch32_el0_steps_by_instruction_length() {
+        // T32 "ldr r1, [r0]" (16 bits: IL clear) from the PL011: ISV, word, SRT 1.
+        let mut c = exit(0x9000_0000 | 1 << 24 | 2 << 22 | 1 << 16 | 0x06, 0x0900_0018, 0x0900_0018);
+        c.pstate = 0x10 | 0x20; // User, T32
+        let (o, out, p) = run(&mut c, &mut mem());
+        assert_eq!((o, out.inst_length), (Outcome::ToUser, 2));
+        let mut pending = p;
+        complete(&mut c, &mut pending, Some(0x90));
+        assert_eq!((c.x[1], c.pc), (0x90, 0x4000_1002));
+        // T32 "wfe" (16 bits) and A32 "wfeeq" with Z clear: stepped, no wait.
+        let mut c = exit(0x0400_0001, 0, 0);
+        c.pstate = 0x30;
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::Yield);
+        assert_eq!(c.pc, 0x4000_1002);
+        let mut c = exit(0x0600_0001 | 1 << 24, 0, 0);
+        c.pstate = 0x10;
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::Resume, "condition failed: not a WFE");
+        assert_eq!(c.pc, 0x4000_1004);
+        // An UNDEF injected for AArch32 EL0 goes to the lower-EL AArch32 vector.
+        c.set_sys(Sys::Vbar, 0x8000);
+        inject_undef(&mut c);
+        assert_eq!(c.pc, 0x8600);
     }
 
     #[test]
