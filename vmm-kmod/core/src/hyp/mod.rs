@@ -60,6 +60,8 @@ pub trait El2 {
     /// Cleans and invalidates `[va, va + len)` to the point of coherency:
     /// EL2 runs with its MMU off, so it reads and writes memory uncached.
     fn dcache_clean_inval_poc(&self, va: *const u8, len: usize);
+    /// The ID register S3_0_C0_C`crm`_`op2` of this CPU.
+    fn id_reg(&self, crm: u32, op2: u32) -> u64;
 }
 
 /// Why the module cannot take EL2 on a CPU.
@@ -77,6 +79,9 @@ pub enum Refusal {
     ProbeFailed(u64),
     /// Our vectors did not answer after installation.
     VectorsSilent(u64),
+    /// The CPU has EL1 state that only fine-grained traps keep from a
+    /// guest, and that the world switch does not switch yet.
+    UnswitchedState(&'static str),
 }
 
 impl core::fmt::Display for Refusal {
@@ -102,6 +107,11 @@ impl core::fmt::Display for Refusal {
             Refusal::VectorsSilent(x0) => {
                 write!(f, "EL2 vectors did not answer after installation (got {x0:#x})")
             }
+            Refusal::UnswitchedState(feature) => write!(
+                f,
+                "this CPU has {feature}, whose EL1 registers a guest could write and the world switch \
+                 does not switch yet"
+            ),
         }
     }
 }
@@ -146,7 +156,30 @@ pub fn check_cpu(hw: &impl El2) -> Result<(), Refusal> {
     if !hw.el2_implemented() {
         return Err(Refusal::NoEl2);
     }
+    if let Some(feature) = unswitched_feature(hw.id_reg(7, 3), hw.id_reg(4, 1)) {
+        return Err(Refusal::UnswitchedState(feature));
+    }
     Ok(())
+}
+
+/// A feature whose EL1 registers a guest could reach: with FEAT_HCX, the
+/// registers of TCR2, SCTLR2, GCS and FPMR trap (HCRX_EL2 is 0 while a
+/// guest runs), but those of S1PIE, S1POE, AIE and THE trap only through
+/// the fine-grained traps, which the host leaves open. From
+/// ID_AA64MMFR3_EL1 and ID_AA64PFR1_EL1.
+pub fn unswitched_feature(mmfr3: u64, pfr1: u64) -> Option<&'static str> {
+    let field = |v: u64, shift: u32| (v >> shift) & 0xf != 0;
+    if field(mmfr3, 8) {
+        Some("FEAT_S1PIE (PIR_EL1, PIRE0_EL1)")
+    } else if field(mmfr3, 16) {
+        Some("FEAT_S1POE (POR_EL1, POR_EL0)")
+    } else if field(mmfr3, 24) {
+        Some("FEAT_AIE (MAIR2_EL1, AMAIR2_EL1)")
+    } else if field(pfr1, 48) {
+        Some("FEAT_THE (RCWMASK_EL1, RCWSMASK_EL1)")
+    } else {
+        None
+    }
 }
 
 /// Who answers at EL2 now.

@@ -24,6 +24,7 @@ struct SimEl2 {
     hvcs: Cell<usize>,
     log: RefCell<Vec<u64>>,
     mmu_on: Cell<bool>,
+    mmfr3: Cell<u64>,
 }
 
 impl SimEl2 {
@@ -36,6 +37,7 @@ impl SimEl2 {
             hvcs: Cell::new(0),
             log: RefCell::new(vec![]),
             mmu_on: Cell::new(false),
+            mmfr3: Cell::new(0),
         }
     }
     /// What a CPU looks like after hotplug or a deep idle state: the kernel's
@@ -50,6 +52,13 @@ impl SimEl2 {
 impl El2 for SimEl2 {
     fn current_el(&self) -> u8 {
         self.el
+    }
+    fn id_reg(&self, crm: u32, op2: u32) -> u64 {
+        if (crm, op2) == (7, 3) {
+            self.mmfr3.get()
+        } else {
+            0
+        }
     }
     fn el2_implemented(&self) -> bool {
         self.has_el2
@@ -173,6 +182,24 @@ fn refuses_vhe_and_missing_el2_without_any_hvc() {
 }
 
 #[test]
+fn refuses_cpus_with_el1_state_it_does_not_switch() {
+    let mut page = [0u64; 512];
+    let c = cpu(&mut page);
+    let hw = SimEl2::new();
+    // ID_AA64MMFR3_EL1 with TCRX and SCTLRX only (HCRX_EL2 traps them): taken.
+    hw.mmfr3.set(0x11);
+    assert_eq!(check_cpu(&hw), Ok(()));
+    // S1PIE (bits 11:8): refused before any hvc.
+    hw.mmfr3.set(0x111);
+    let e = install(&hw, &c).unwrap_err();
+    assert_eq!(e, Refusal::UnswitchedState("FEAT_S1PIE (PIR_EL1, PIRE0_EL1)"));
+    assert!(e.to_string().contains("FEAT_S1PIE"), "{e}");
+    assert_eq!(hw.hvcs.get(), 0);
+    assert_eq!(unswitched_feature(1 << 16, 0), Some("FEAT_S1POE (POR_EL1, POR_EL0)"));
+    assert_eq!(unswitched_feature(0, 1 << 48), Some("FEAT_THE (RCWMASK_EL1, RCWSMASK_EL1)"));
+}
+
+#[test]
 fn uninstall_leaves_a_cpu_we_do_not_hold_alone() {
     let hw = SimEl2::new();
     let mut page = [0u64; 512];
@@ -224,6 +251,9 @@ struct SimWithCode {
 impl El2 for SimWithCode {
     fn current_el(&self) -> u8 {
         1
+    }
+    fn id_reg(&self, crm: u32, op2: u32) -> u64 {
+        self.sim.id_reg(crm, op2)
     }
     fn el2_implemented(&self) -> bool {
         true

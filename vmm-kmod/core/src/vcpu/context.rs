@@ -100,6 +100,11 @@ pub struct El2Regs {
     pub cnthctl: u64,
     /// Guest: bit 0 asks for a local TLB flush of the VMID on entry.
     pub flags: u64,
+    /// HCRX_EL2 (with [`EL2_FLAG_HCRX`]): for a guest 0, every feature it
+    /// controls trapped or off; for the host, its value kept meanwhile.
+    pub hcrx: u64,
+    /// Keeps the size a multiple of 16.
+    pub pad: u64,
 }
 
 /// [`El2Regs::flags`]: flush this CPU's TLB entries of the VMID before entry
@@ -108,6 +113,8 @@ pub const EL2_FLAG_FLUSH_TLB: u64 = 1;
 /// [`El2Regs::flags`]: load the guest's breakpoints and watchpoints for this
 /// entry (keeping the host's in the host context until the exit).
 pub const EL2_FLAG_DEBUG: u64 = 2;
+/// [`El2Regs::flags`]: the CPU has HCRX_EL2 (FEAT_HCX): switch it.
+pub const EL2_FLAG_HCRX: u64 = 4;
 
 /// What EL2 recorded about a guest exit.
 #[repr(C)]
@@ -230,6 +237,8 @@ impl Context {
                 mdcr: 0,
                 cnthctl: 0,
                 flags: 0,
+                hcrx: 0,
+                pad: 0,
             },
             exit: ExitRegs { kind: 0, esr: 0, far: 0, hpfar: 0 },
             vgic: VgicRegs { nr_lrs: 0, hcr: 0, vmcr: 0, ap0r: 0, ap1r: 0, pad: 0, lrs: [0; 16] },
@@ -329,6 +338,8 @@ pub mod off {
     pub const EL2_CNTHCTL: usize = offset_of!(El2Regs, cnthctl);
     /// In [`El2Regs`].
     pub const EL2_FLAGS: usize = offset_of!(El2Regs, flags);
+    /// In [`El2Regs`].
+    pub const EL2_HCRX: usize = offset_of!(El2Regs, hcrx);
     /// In [`ExitRegs`]: kind, then ESR, FAR, HPFAR.
     pub const EXIT_KIND: usize = offset_of!(ExitRegs, kind);
     /// In [`ExitRegs`].

@@ -349,17 +349,20 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
     }
     // Registers that read as zero and ignore writes:
     // - ACTLR_EL1 (op0 3, op1 0, CRn 1, CRm 0, op2 1): implementation defined;
+    // - the RAS error records (ERRIDR_EL1: none; ERRSELR_EL1, ERX*_EL1; op0
+    //   3, op1 0, CRn 5, CRm 3..5), trapped by HCR_EL2.TERR on CPUs with RAS;
     // - the PMU (op0 3, op1 3, CRn 9, CRm 12..14: PMCR_EL0 to PMUSERENR_EL0;
     //   CRn 14, CRm 8..15: event counters and types) and PMINTENSET/CLR_EL1
     //   (op1 0, CRn 9, CRm 14, op2 1..2): no PMU is virtualised (PMCR.N = 0,
     //   and the ID registers say none), but Linux resets PMUSERENR_EL0 at
     //   boot on CPUs that have one and must not take an UNDEF for it.
     let actlr = op0 == 3 && op1 == 0 && crn == 1 && crm == 0 && op2 == 1;
+    let ras = op0 == 3 && op1 == 0 && crn == 5 && (3..=5).contains(&crm);
     let pmu = op0 == 3
         && ((op1 == 3 && crn == 9 && (12..=14).contains(&crm))
             || (op1 == 3 && crn == 14 && crm >= 8)
             || (op1 == 0 && crn == 9 && crm == 14 && (1..=2).contains(&op2)));
-    if actlr || pmu {
+    if actlr || ras || pmu {
         if read {
             ctx.set_reg(rt, 0);
         }
@@ -491,11 +494,23 @@ mod tests {
     }
 
     #[test]
+    fn ras_error_records_read_as_zero() {
+        // MRS x2, ERRIDR_EL1 (no records); MSR ERXSTATUS_EL1 (S3_0_C5_C4_2), x2.
+        let mut c = sys(3, 0, 5, 3, 0, 2, true);
+        c.x[2] = 0xff;
+        let (o, _, _) = run(&mut c, &mut mem());
+        assert_eq!((o, c.x[2], c.pc), (Outcome::Resume, 0, 0x4000_1004));
+        let mut c = sys(3, 0, 5, 4, 2, 2, false);
+        run(&mut c, &mut mem());
+        assert_eq!(c.pc, 0x4000_1004, "ignored, no UNDEF");
+    }
+
+    #[test]
     fn id_registers_are_sanitised_and_read_only() {
         // MRS x5, ID_AA64DFR0_EL1: the PMU is hidden.
         let mut c = sys(3, 0, 0, 5, 0, 5, true);
         run(&mut c, &mut mem());
-        assert_eq!((c.reg(5), c.pc), (0x1030_5006, 0x4000_1004));
+        assert_eq!((c.reg(5), c.pc), (0xf0_1030_5006, 0x4000_1004), "no PMU, no double lock");
         // MRS x1, ID_AA64ZFR0_EL1 (no SVE) and an unallocated one.
         let mut c = sys(3, 0, 0, 4, 4, 1, true);
         c.set_reg(1, 7);

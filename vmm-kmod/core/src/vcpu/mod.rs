@@ -45,6 +45,20 @@ pub const GUEST_HCR: u64 = 1 << 0
     | cache::HCR_TSW
     | 1 << 31
     | 1 << 35;
+/// HCR_EL2.TERR: trap the RAS error record registers (on CPUs with RAS,
+/// where they would reach the host's records; they read as zero).
+pub const HCR_TERR: u64 = 1 << 36;
+
+/// HCR_EL2 for a guest on this host: [`GUEST_HCR`], and TERR where the CPU
+/// has RAS (the bit is RES0 elsewhere). `pfr0` is ID_AA64PFR0_EL1.
+pub fn guest_hcr(pfr0: u64) -> u64 {
+    if (pfr0 >> 28) & 0xf != 0 {
+        GUEST_HCR | HCR_TERR
+    } else {
+        GUEST_HCR
+    }
+}
+
 /// CPTR_EL2 while a guest runs: RES1 bits with SVE (TZ) and SME (TSM)
 /// trapped, trace (TTA) and activity monitors (TAM) trapped, FP/SIMD free.
 pub const GUEST_CPTR: u64 = 0x32ff | 1 << 20 | 1 << 30;
@@ -111,7 +125,7 @@ impl Vcpu {
     /// vCPU `id`, not yet active, with the EL2 setup of its VM.
     pub fn new(id: usize, vttbr: u64, vtcr: u64, cntvoff: u64, midr: u64) -> Result<Self, Errno> {
         let mut ctx = Context::zeroed();
-        ctx.el2.hcr = GUEST_HCR;
+        ctx.el2.hcr = guest_hcr(crate::arch::id_reg(4, 0));
         ctx.el2.vttbr = vttbr;
         ctx.el2.vtcr = vtcr;
         ctx.el2.cntvoff = cntvoff;
@@ -192,7 +206,7 @@ impl VcpuGuard<'_> {
         self.ctx.el2 = el2;
         self.ctx.el2.flags = 0;
         // No set/way sequence under way (see `cache`).
-        self.ctx.el2.hcr = GUEST_HCR;
+        self.ctx.el2.hcr = guest_hcr(crate::arch::id_reg(4, 0));
         debug::reset(&mut self.ctx, 0);
         (self.ctx.debug.nbrp, self.ctx.debug.nwrp) = (nbrp, nwrp);
         self.ctx.vgic = Default::default();
@@ -309,7 +323,9 @@ mod tests {
         g.reset();
         assert_eq!((g.ctx.debug.nbrp, g.ctx.debug.nwrp), counts);
         assert_eq!((g.get(VmReg::MDSCR_EL1), g.ctx.debug.os_lock), (Ok(0), 1));
-        assert_eq!(g.ctx.el2.hcr, GUEST_HCR, "no set/way sequence carried over");
+        assert_eq!(g.ctx.el2.hcr & cache::HCR_TVM, 0, "no set/way sequence carried over");
+        assert_eq!(guest_hcr(0x1000_2222) & HCR_TERR, HCR_TERR, "RAS: records trapped");
+        assert_eq!(guest_hcr(0x0000_0000_0000_2222), GUEST_HCR);
         assert_eq!(mpidr_of(17), 0x8000_0101);
     }
 

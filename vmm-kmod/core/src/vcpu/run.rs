@@ -99,6 +99,9 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     if super::debug::active(&g.ctx) {
         g.ctx.el2.flags |= super::context::EL2_FLAG_DEBUG;
     }
+    if crate::arch::has_hcx() {
+        g.ctx.el2.flags |= super::context::EL2_FLAG_HCRX;
+    }
     if g.last_cpu != cpu as i32 {
         g.ctx.el2.flags |= super::context::EL2_FLAG_FLUSH_TLB;
         g.last_cpu = cpu as i32;

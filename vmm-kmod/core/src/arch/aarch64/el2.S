@@ -67,6 +67,7 @@
 	.equ	EL2_MDCR, {el2_mdcr}
 	.equ	EL2_CNTHCTL, {el2_cnthctl}
 	.equ	EL2_FLAGS, {el2_flags}
+	.equ	EL2_HCRX, {el2_hcrx}
 	.equ	EXIT_KIND, {exit_kind}
 	.equ	EXIT_ESR, {exit_esr}
 	.equ	EXIT_HPFAR, {exit_hpfar}
@@ -588,7 +589,14 @@ el2_run:
 	tbz	x3, #1, 2f
 	dbg_regs save, x2, x1
 	dbg_regs load, x1, x1
-2:	restore_fp x1
+2:	// FEAT_HCX: the guest's HCRX_EL2 (0: what it controls traps or is off).
+	ldr	x3, [x10, #EL2_FLAGS]
+	tbz	x3, #2, 3f
+	mrs	x4, S3_4_C1_C2_2
+	str	x4, [x2, #(CTX_EL2 + EL2_HCRX)]
+	ldr	x4, [x10, #EL2_HCRX]
+	msr	S3_4_C1_C2_2, x4
+3:	restore_fp x1
 	restore_el1 x1
 	ldp	x3, x4, [x1, #CTX_TIMER]
 	msr	cntv_cval_el0, x4
@@ -680,7 +688,13 @@ el2_guest_exit:
 	ldr	x3, [x9, #EL2_CNTHCTL]
 	msr	cnthctl_el2, x3
 	isb
-	// The host's breakpoints and watchpoints back, if the guest's were in.
+	// The host's HCRX_EL2 (S3_4_C1_C2_2) back.
+	ldr	x3, [x1, #(CTX_EL2 + EL2_FLAGS)]
+	tbz	x3, #2, 2f
+	ldr	x4, [x9, #EL2_HCRX]
+	msr	S3_4_C1_C2_2, x4
+	isb
+2:	// The host's breakpoints and watchpoints back, if the guest's were in.
 	ldr	x3, [x1, #(CTX_EL2 + EL2_FLAGS)]
 	tbz	x3, #1, 1f
 	dbg_regs load, x2, x1

@@ -37,6 +37,7 @@ global_asm!(
     el2_mdcr = const off::EL2_MDCR,
     el2_cnthctl = const off::EL2_CNTHCTL,
     el2_flags = const off::EL2_FLAGS,
+    el2_hcrx = const off::EL2_HCRX,
     exit_kind = const off::EXIT_KIND,
     exit_esr = const off::EXIT_ESR,
     exit_hpfar = const off::EXIT_HPFAR,
@@ -94,6 +95,10 @@ impl El2 for Hw {
                 options(nostack));
         }
         r
+    }
+
+    fn id_reg(&self, crm: u32, op2: u32) -> u64 {
+        id_reg(crm, op2)
     }
 
     fn dcache_clean_inval_poc(&self, va: *const u8, len: usize) {
