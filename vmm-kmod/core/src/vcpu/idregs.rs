@@ -11,162 +11,72 @@
 //! EL0) pass, less what we hide in their AArch64 twins. Pure: the hardware
 //! value comes from the caller.
 
-/// What one 4-bit field of an ID register shows the guest.
+/// What one 4-bit field of an ID register shows the guest, beyond the
+/// fields it keeps as they are.
 #[derive(Clone, Copy)]
 enum Rule {
-    /// The host's value.
-    Keep,
     /// The host's value, at most this (an unsigned field).
     Max(u64),
     /// This value, whatever the host has.
     Fixed(u64),
 }
 
-use Rule::{Fixed, Keep, Max};
+use Rule::{Fixed, Max};
 
-/// An AArch64 ID register S3_0_C0_C`crm`_`op2` and the fields it shows,
-/// by their lowest bit.
+/// An AArch64 ID register S3_0_C0_C`crm`_`op2`: the fields it shows as the
+/// host has them (a mask), and those it shows otherwise, by lowest bit.
 struct Allowed {
     crm: u32,
     op2: u32,
-    fields: &'static [(u32, Rule)],
+    keep: u64,
+    rules: &'static [(u32, Rule)],
+}
+
+/// The mask of the 4-bit fields at these lowest bits.
+const fn fields(shifts: &[u32]) -> u64 {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < shifts.len() {
+        mask |= 0xf << shifts[i];
+        i += 1;
+    }
+    mask
 }
 
 const ALLOWED: [Allowed; 9] = [
     // ID_AA64PFR0_EL1: EL0, EL1, EL3, FP, AdvSIMD, GIC (the vGICv3), RAS up to
     // v1 (its error records read as zero), DIT, CSV2, CSV3. Not: EL2 (no
     // nested virtualisation), SVE, SEL2, MPAM, AMU, RME.
-    Allowed {
-        crm: 4,
-        op2: 0,
-        fields: &[
-            (0, Keep),
-            (4, Keep),
-            (12, Keep),
-            (16, Keep),
-            (20, Keep),
-            (24, Keep),
-            (28, Max(1)),
-            (48, Keep),
-            (56, Keep),
-            (60, Keep),
-        ],
-    },
+    Allowed { crm: 4, op2: 0, keep: fields(&[0, 4, 12, 16, 20, 24, 48, 56, 60]), rules: &[(28, Max(1))] },
     // ID_AA64PFR1_EL1: BT, SSBS, CSV2_frac. Not: MTE, RAS_frac, MPAM_frac,
     // SME, RNDR_trap, NMI, GCS, THE, DF2, PFAR.
-    Allowed { crm: 4, op2: 1, fields: &[(0, Keep), (4, Keep), (32, Keep)] },
+    Allowed { crm: 4, op2: 1, keep: fields(&[0, 4, 32]), rules: &[] },
     // ID_AA64DFR0_EL1: DebugVer up to v8.4, BRPs, WRPs, CTX_CMPs (the
     // guest's own breakpoints, see `debug`); DoubleLock not implemented
     // (OSDLR_EL1 reads as zero). Not: trace, PMU, SPE, BRBE.
-    Allowed { crm: 5, op2: 0, fields: &[(0, Max(9)), (12, Keep), (20, Keep), (28, Keep), (36, Fixed(0xf))] },
+    Allowed { crm: 5, op2: 0, keep: fields(&[12, 20, 28]), rules: &[(0, Max(9)), (36, Fixed(0xf))] },
     // ID_AA64ISAR0_EL1: every instruction set field but TME.
-    Allowed {
-        crm: 6,
-        op2: 0,
-        fields: &[
-            (4, Keep),
-            (8, Keep),
-            (12, Keep),
-            (16, Keep),
-            (20, Keep),
-            (28, Keep),
-            (32, Keep),
-            (36, Keep),
-            (40, Keep),
-            (44, Keep),
-            (48, Keep),
-            (52, Keep),
-            (56, Keep),
-            (60, Keep),
-        ],
-    },
+    Allowed { crm: 6, op2: 0, keep: fields(&[4, 8, 12, 16, 20, 28, 32, 36, 40, 44, 48, 52, 56, 60]), rules: &[] },
     // ID_AA64ISAR1_EL1: DPB, JSCVT, FCMA, LRCPC, FRINTTS, SB, SPECRES, BF16,
     // DGH, I8MM, XS. Not: pointer authentication (APA, API, GPA, GPI: its
     // keys are not switched, HCR_EL2.API/APK stay clear), LS64.
-    Allowed {
-        crm: 6,
-        op2: 1,
-        fields: &[
-            (0, Keep),
-            (12, Keep),
-            (16, Keep),
-            (20, Keep),
-            (32, Keep),
-            (36, Keep),
-            (40, Keep),
-            (44, Keep),
-            (48, Keep),
-            (52, Keep),
-            (56, Keep),
-        ],
-    },
+    Allowed { crm: 6, op2: 1, keep: fields(&[0, 12, 16, 20, 32, 36, 40, 44, 48, 52, 56]), rules: &[] },
     // ID_AA64ISAR2_EL1: RPRES, BC, CLRBHB, PRFMSLC, RPRFM, CSSC, LUT. Not:
     // WFxT, pointer authentication (GPA3, APA3, PAC_frac), MOPS, 128-bit
     // system registers, ATS1A.
-    Allowed {
-        crm: 6,
-        op2: 2,
-        fields: &[(4, Keep), (20, Keep), (28, Keep), (40, Keep), (48, Keep), (52, Keep), (56, Keep)],
-    },
+    Allowed { crm: 6, op2: 2, keep: fields(&[4, 20, 28, 40, 48, 52, 56]), rules: &[] },
     // ID_AA64MMFR0_EL1: PARange up to 48 bits (the most stage 2 gives),
     // ASIDBits, BigEnd, SNSMem, BigEndEL0, the stage 1 granules, ExS, ECV up
     // to the self-synchronising counter reads. Not: the stage 2 granule
     // fields, FGT.
-    Allowed {
-        crm: 7,
-        op2: 0,
-        fields: &[
-            (0, Max(5)),
-            (4, Keep),
-            (8, Keep),
-            (12, Keep),
-            (16, Keep),
-            (20, Keep),
-            (24, Keep),
-            (28, Keep),
-            (44, Keep),
-            (60, Max(1)),
-        ],
-    },
+    Allowed { crm: 7, op2: 0, keep: fields(&[4, 8, 12, 16, 20, 24, 28, 44]), rules: &[(0, Max(5)), (60, Max(1))] },
     // ID_AA64MMFR1_EL1: HAFDBS up to dirty state, HPDS, PAN, SpecSEI, ETS,
     // AFP, nTLBPA, TIDCP1, CMOW, ECBHB. Not: VMIDBits, VH, LO (LORegions
     // trap), XNX, TWED, HCX.
-    Allowed {
-        crm: 7,
-        op2: 1,
-        fields: &[
-            (0, Max(2)),
-            (12, Keep),
-            (20, Keep),
-            (24, Keep),
-            (36, Keep),
-            (44, Keep),
-            (48, Keep),
-            (52, Keep),
-            (56, Keep),
-            (60, Keep),
-        ],
-    },
+    Allowed { crm: 7, op2: 1, keep: fields(&[12, 20, 24, 36, 44, 48, 52, 56, 60]), rules: &[(0, Max(2))] },
     // ID_AA64MMFR2_EL1: CnP, UAO, LSM, IESB, VARange, CCIDX, ST, AT, IDS, TTL,
     // BBM, E0PD. Not: NV, FWB, EVT.
-    Allowed {
-        crm: 7,
-        op2: 2,
-        fields: &[
-            (0, Keep),
-            (4, Keep),
-            (8, Keep),
-            (12, Keep),
-            (16, Keep),
-            (20, Keep),
-            (28, Keep),
-            (32, Keep),
-            (36, Keep),
-            (48, Keep),
-            (52, Keep),
-            (60, Keep),
-        ],
-    },
+    Allowed { crm: 7, op2: 2, keep: fields(&[0, 4, 8, 12, 16, 20, 28, 32, 36, 48, 52, 60]), rules: &[] },
 ];
 
 /// AArch32 fields hidden as in their AArch64 twins: ID_PFR0_EL1.AMU (23:20),
@@ -189,11 +99,9 @@ pub fn sanitise(crm: u32, op2: u32, hw: u64) -> u64 {
     let Some(reg) = ALLOWED.iter().find(|r| (r.crm, r.op2) == (crm, op2)) else {
         return 0;
     };
-    reg.fields.iter().fold(0, |v, &(shift, rule)| {
-        let host = (hw >> shift) & 0xf;
+    reg.rules.iter().fold(hw & reg.keep, |v, &(shift, rule)| {
         let shown = match rule {
-            Keep => host,
-            Max(m) => host.min(m),
+            Max(m) => ((hw >> shift) & 0xf).min(m),
             Fixed(f) => f,
         };
         v | shown << shift
