@@ -35,7 +35,9 @@
 #include <linux/uaccess.h>
 #include <linux/wait.h>
 #include <linux/version.h>
+#include <asm/cpufeature.h>
 #include <asm/neon.h>
+#include <asm/sysreg.h>
 
 #include "vmm_shim.h"
 
@@ -152,6 +154,16 @@ void *vmm_shim_alloc_guest_page(void)
 	struct page *page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
 
 	return page ? page_address(page) : NULL;
+}
+
+/*
+ * The kernel's system-wide value of an ID register (S3_0_C0_C<crm>_<op2>):
+ * the lowest common denominator of every CPU's, with the command line's
+ * overrides applied. Only for registers the kernel tracks.
+ */
+u64 vmm_shim_sanitised_id_reg(u32 crm, u32 op2)
+{
+	return read_sanitised_ftr_reg(sys_reg(3, 0, 0, crm, op2));
 }
 
 void vmm_shim_put_page(void *p)

@@ -328,7 +328,13 @@ impl Env for VcpuEnv<'_> {
     }
 
     fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
-        crate::arch::id_reg(crm, op2)
+        // The kernel's system-wide values where it has them, so that every
+        // vCPU sees the same on any host CPU; AArch32's from this CPU.
+        if crate::vcpu::idregs::is_allowed(crm, op2) {
+            kernel::sanitised_id_reg(crm, op2)
+        } else {
+            crate::arch::id_reg(crm, op2)
+        }
     }
 
     fn clean_guest_memory(&mut self) {

@@ -27,6 +27,7 @@ extern "C" {
     fn vmm_shim_mutex_lock(m: *mut c_void);
     fn vmm_shim_mutex_unlock(m: *mut c_void);
     fn vmm_shim_alloc_guest_page() -> *mut u8;
+    fn vmm_shim_sanitised_id_reg(crm: u32, op2: u32) -> u64;
     fn vmm_shim_put_page(p: *mut u8);
     fn vmm_shim_totalram_bytes() -> u64;
     fn vmm_shim_signal_pending() -> bool;
@@ -121,6 +122,13 @@ pub(super) unsafe fn mutex_unlock(m: *mut c_void) {
 pub(super) fn alloc_guest_page() -> *mut u8 {
     // SAFETY: plain allocation.
     unsafe { vmm_shim_alloc_guest_page() }
+}
+
+/// The kernel's system-wide value of ID register S3_0_C0_C`crm`_`op2`.
+pub(super) fn sanitised_id_reg(crm: u32, op2: u32) -> u64 {
+    // SAFETY: reads the kernel's feature table; the callers pass only
+    // registers it tracks (an unknown one would only warn and read 0).
+    unsafe { vmm_shim_sanitised_id_reg(crm, op2) }
 }
 
 /// # Safety

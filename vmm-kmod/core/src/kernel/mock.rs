@@ -138,6 +138,10 @@ pub(super) fn alloc_guest_page() -> *mut u8 {
     alloc_page()
 }
 
+pub(super) fn sanitised_id_reg(crm: u32, op2: u32) -> u64 {
+    crate::arch::id_reg(crm, op2)
+}
+
 /// # Safety
 /// `p` came from [`alloc_guest_page`].
 pub(super) unsafe fn put_page(_p: *mut u8) {}

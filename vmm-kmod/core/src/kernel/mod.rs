@@ -60,6 +60,15 @@ pub fn virt_to_phys(p: *const u8) -> u64 {
     sys::virt_to_phys(p)
 }
 
+/// The kernel's system-wide value of the AArch64 ID register
+/// S3_0_C0_C`crm`_`op2`: the same on every CPU (the lowest common
+/// denominator on a big.LITTLE host) and with the host's command-line
+/// overrides. Only for the registers `vcpu::idregs` allows, which every
+/// supported kernel tracks.
+pub fn sanitised_id_reg(crm: u32, op2: u32) -> u64 {
+    sys::sanitised_id_reg(crm, op2)
+}
+
 /// The host's RAM in bytes.
 pub fn totalram_bytes() -> u64 {
     sys::totalram_bytes()

@@ -90,6 +90,12 @@ pub fn is_id_space(op0: u32, op1: u32, crn: u32, crm: u32) -> bool {
     op0 == 3 && op1 == 0 && crn == 0 && (1..=7).contains(&crm)
 }
 
+/// Whether S3_0_C0_C`crm`_`op2` is an AArch64 ID register the guest sees
+/// something of (the others read as zero, or are AArch32's).
+pub fn is_allowed(crm: u32, op2: u32) -> bool {
+    ALLOWED.iter().any(|r| (r.crm, r.op2) == (crm, op2))
+}
+
 /// The value the guest reads for S3_0_C0_C`crm`_`op2`, given the host's.
 pub fn sanitise(crm: u32, op2: u32, hw: u64) -> u64 {
     if crm <= 3 {

@@ -125,7 +125,7 @@ impl Vcpu {
     /// vCPU `id`, not yet active, with the EL2 setup of its VM.
     pub fn new(id: usize, vttbr: u64, vtcr: u64, cntvoff: u64, midr: u64) -> Result<Self, Errno> {
         let mut ctx = Context::zeroed();
-        ctx.el2.hcr = guest_hcr(crate::arch::id_reg(4, 0));
+        ctx.el2.hcr = guest_hcr(crate::kernel::sanitised_id_reg(4, 0));
         ctx.el2.vttbr = vttbr;
         ctx.el2.vtcr = vtcr;
         ctx.el2.cntvoff = cntvoff;
@@ -133,7 +133,8 @@ impl Vcpu {
         ctx.el2.vmpidr = mpidr_of(id);
         ctx.el2.cptr = GUEST_CPTR;
         ctx.el2.mdcr = GUEST_MDCR;
-        debug::reset(&mut ctx, crate::arch::id_reg(5, 0));
+        // Breakpoint counts every CPU has: EL2 switches that many on any.
+        debug::reset(&mut ctx, crate::kernel::sanitised_id_reg(5, 0));
         Ok(Self {
             id,
             busy: AtomicBool::new(false),
@@ -206,7 +207,7 @@ impl VcpuGuard<'_> {
         self.ctx.el2 = el2;
         self.ctx.el2.flags = 0;
         // No set/way sequence under way (see `cache`).
-        self.ctx.el2.hcr = guest_hcr(crate::arch::id_reg(4, 0));
+        self.ctx.el2.hcr = guest_hcr(crate::kernel::sanitised_id_reg(4, 0));
         debug::reset(&mut self.ctx, 0);
         (self.ctx.debug.nbrp, self.ctx.debug.nwrp) = (nbrp, nwrp);
         self.ctx.vgic = Default::default();
