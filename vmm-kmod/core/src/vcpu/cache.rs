@@ -22,16 +22,13 @@
 //! VM's (`Env::clean_guest_memory`).
 
 use super::context::{Context, Sys};
-use super::exits::{Env, Outcome};
+use super::exits::{Encoding, Env, Outcome};
 use super::stats::{Stat, Stats};
 
 /// HCR_EL2.TSW: trap data cache maintenance by set/way.
 pub const HCR_TSW: u64 = 1 << 22;
 /// HCR_EL2.TVM: trap writes to the EL1 virtual memory controls.
 pub const HCR_TVM: u64 = 1 << 26;
-
-/// A system instruction's encoding: (op0, op1, CRn, CRm, op2).
-pub type Encoding = (u32, u32, u32, u32, u32);
 
 /// DC ISW, DC CSW, DC CISW (op0 1, op1 0, CRn 7, CRm 6/10/14, op2 2). The
 /// MTE tag variants (op2 4 and 6) are not here: guests are shown no MTE.

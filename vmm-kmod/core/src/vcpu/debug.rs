@@ -24,7 +24,7 @@
 //! debugger.
 
 use super::context::{Context, Sys};
-use super::exits::{inject_undef, Outcome};
+use super::exits::{inject_undef, Encoding, Outcome};
 use super::stats::{Stat, Stats};
 
 /// MDSCR_EL1.SS: software step.
@@ -108,7 +108,7 @@ enum Reg {
     Zero,
 }
 
-fn decode((op0, op1, crn, crm, op2): super::cache::Encoding) -> Option<Reg> {
+fn decode((op0, op1, crn, crm, op2): Encoding) -> Option<Reg> {
     let n = crm as usize;
     Some(match (op0, op1, crn, op2) {
         (2, 0, 0, 4) => Reg::Bvr(n),
@@ -131,10 +131,10 @@ fn decode((op0, op1, crn, crm, op2): super::cache::Encoding) -> Option<Reg> {
     })
 }
 
-/// Handles a trapped debug register access; `None` if it is not one.
-/// Registers beyond the CPU's breakpoints and watchpoints, like any other
-/// debug encoding we do not know, are left to the caller (an UNDEF).
-pub fn sysreg(ctx: &mut Context, stats: &Stats, e: super::cache::Encoding, rt: u32, read: bool) -> Option<Outcome> {
+/// Handles a trapped debug register access; `None` if it is not one (the
+/// caller then injects an UNDEF and logs it). A breakpoint or watchpoint
+/// register beyond the CPU's count is undefined, as on the hardware.
+pub fn sysreg(ctx: &mut Context, stats: &Stats, e: Encoding, rt: u32, read: bool) -> Option<Outcome> {
     let reg = decode(e)?;
     let value = ctx.reg(rt);
     let (nbrp, nwrp) = (ctx.debug.nbrp as usize, ctx.debug.nwrp as usize);
@@ -199,20 +199,20 @@ mod tests {
         (ctx, Stats::new())
     }
 
-    fn write(ctx: &mut Context, stats: &Stats, e: super::super::cache::Encoding, v: u64) -> Option<Outcome> {
+    fn write(ctx: &mut Context, stats: &Stats, e: Encoding, v: u64) -> Option<Outcome> {
         ctx.set_reg(4, v);
         sysreg(ctx, stats, e, 4, false)
     }
 
-    fn read(ctx: &mut Context, stats: &Stats, e: super::super::cache::Encoding) -> u64 {
+    fn read(ctx: &mut Context, stats: &Stats, e: Encoding) -> u64 {
         ctx.set_reg(5, 0xdead);
         assert_eq!(sysreg(ctx, stats, e, 5, true), Some(Outcome::Resume), "{e:?}");
         ctx.reg(5)
     }
 
-    const MDSCR: super::super::cache::Encoding = (2, 0, 0, 2, 2);
-    const OSLAR: super::super::cache::Encoding = (2, 0, 1, 0, 4);
-    const OSLSR: super::super::cache::Encoding = (2, 0, 1, 1, 4);
+    const MDSCR: Encoding = (2, 0, 0, 2, 2);
+    const OSLAR: Encoding = (2, 0, 1, 0, 4);
+    const OSLSR: Encoding = (2, 0, 1, 1, 4);
 
     #[test]
     fn breakpoints_and_watchpoints_keep_what_the_guest_may_set() {

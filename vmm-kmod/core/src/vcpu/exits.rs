@@ -20,6 +20,9 @@ pub const SMCCC_VERSION_1_1: u64 = 0x1_0001;
 /// SMCCC NOT_SUPPORTED (-1).
 pub const SMCCC_RET_NOT_SUPPORTED: u64 = u64::MAX;
 
+/// A system register or instruction's encoding: (op0, op1, CRn, CRm, op2).
+pub type Encoding = (u32, u32, u32, u32, u32);
+
 /// What the exit handler needs of the VM around the vCPU.
 pub trait Env {
     /// Whether `ipa` is guest RAM.
