@@ -1,8 +1,8 @@
 //! Self-hosted debug inside the guest, as a debugger in it uses it: a
-//! hardware breakpoint, a watchpoint on a store, and software single step,
-//! all taken at EL1 by the guest's own vector. While the OS lock is locked
-//! (its state at reset) none of them fires; the guest unlocks it first, as
-//! Linux does at boot.
+//! hardware breakpoint, a watchpoint on a store, and software single step
+//! (also over instructions the hypervisor completes), all taken at EL1 by
+//! the guest's own vector. While the OS lock is locked (its state at reset)
+//! none of them fires; the guest unlocks it first, as Linux does at boot.
 
 #![no_std]
 #![no_main]
@@ -115,12 +115,15 @@ fn seen() -> &'static [(u64, u64, u64)] {
     unsafe { &(&*addr_of!(SEEN))[..(*addr_of!(SEEN_N)).min(16)] }
 }
 
-/// Four instructions stepped one at a time: enters them by `eret` with
+/// Four instructions stepped one at a time, two of them completed by the
+/// hypervisor (an ID register read, trapped; an MMIO load of the PL011's
+/// flag register, served by bhyve): enters them by `eret` with
 /// SPSR_EL1.SS set (EL1h, D clear). Returns their address.
 fn step_four() -> u64 {
     let start: u64;
     // SAFETY: the eret goes to the next instructions at EL1 with the same
-    // stack; each step exception returns to the next one.
+    // stack; each step exception returns to the next one; the load reads
+    // the UART's flag register, which has no side effects.
     unsafe {
         asm!(
             "adr {start}, 2f",
@@ -129,13 +132,14 @@ fn step_four() -> u64 {
             "orr {t}, {t}, #(1 << 21)",
             "msr spsr_el1, {t}",
             "eret",
-            "2: add {t}, {t}, #1",
-            "add {t}, {t}, #1",
+            "2: mrs {t}, id_aa64mmfr0_el1",
+            "ldr {t:w}, [{fr}]",
             "add {t}, {t}, #1",
             "add {t}, {t}, #1",
             "nop",
             start = out(reg) start,
             t = out(reg) _,
+            fr = in(reg) guests::uart::FR,
             options(nostack),
         )
     };

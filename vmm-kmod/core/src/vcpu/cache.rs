@@ -99,7 +99,7 @@ pub fn sysreg(
         return None;
     }
     stats.inc(Stat::SysregEmulated);
-    ctx.pc += 4;
+    ctx.skip(4);
     Some(Outcome::Resume)
 }
 

@@ -267,6 +267,16 @@ impl Context {
         self.sys[r as usize] = v;
     }
 
+    /// Steps the PC over an instruction the hypervisor completed for the
+    /// guest (`len` bytes), as the hardware would have: PSTATE.SS is cleared,
+    /// so a guest single-stepping it takes its step exception right after,
+    /// not one instruction later.
+    pub fn skip(&mut self, len: u64) {
+        const PSTATE_SS: u64 = 1 << 21;
+        self.pc += len;
+        self.pstate &= !PSTATE_SS;
+    }
+
     /// General register `n` as an instruction sees it: 31 is the zero register.
     pub fn reg(&self, n: u32) -> u64 {
         if n < 31 {

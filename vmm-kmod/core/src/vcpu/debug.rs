@@ -182,7 +182,7 @@ pub fn sysreg(ctx: &mut Context, stats: &Stats, e: Encoding, rt: u32, read: bool
         ctx.set_reg(rt, result);
     }
     stats.inc(Stat::SysregEmulated);
-    ctx.pc += 4;
+    ctx.skip(4);
     Some(Outcome::Resume)
 }
 

@@ -126,7 +126,7 @@ fn handle_sync(
         ec::SMC64 => {
             // A trapped SMC returns to itself: step over it first.
             stats.inc(Stat::Smc);
-            ctx.pc += 4;
+            ctx.skip(4);
             smccc(ctx, stats, out, esr)
         }
         ec::DABT_LOW => data_abort(ctx, mem, stats, out, pending, esr),
@@ -145,7 +145,7 @@ fn handle_sync(
         ec::WFX => {
             stats.inc(Stat::Wfx);
             // From AArch32 EL0 a WFE may be 16 bits long, and conditional.
-            ctx.pc += esr.insn_len();
+            ctx.skip(esr.insn_len());
             if !esr.condition_passed(ctx.pstate) {
                 return Outcome::Resume;
             }
@@ -239,7 +239,7 @@ fn data_abort(
     }
     if esr.cache_maintenance() {
         // Cache maintenance by address on MMIO does nothing: skip it.
-        ctx.pc += esr.insn_len();
+        ctx.skip(esr.insn_len());
         return Outcome::Resume;
     }
     let Some(da) = esr.data_abort() else {
@@ -251,7 +251,7 @@ fn data_abort(
         if !da.write {
             ctx.set_reg(da.reg, da.read_value(v));
         }
-        ctx.pc += esr.insn_len();
+        ctx.skip(esr.insn_len());
         stats.inc(Stat::KernelMmio);
         return Outcome::Resume;
     }
@@ -280,11 +280,11 @@ fn data_abort(
 pub fn complete(ctx: &mut Context, pending: &mut Pending, mmio_data: Option<u64>) {
     match core::mem::take(pending) {
         Pending::None => {}
-        Pending::MmioWrite(len) => ctx.pc += len,
+        Pending::MmioWrite(len) => ctx.skip(len),
         Pending::MmioRead(da, len) => {
             if let Some(data) = mmio_data {
                 ctx.set_reg(da.reg, da.read_value(data));
-                ctx.pc += len;
+                ctx.skip(len);
             }
         }
     }
@@ -307,7 +307,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
             env.send_sgi(ctx.reg(rt));
         }
         stats.inc(Stat::SysregEmulated);
-        ctx.pc += 4;
+        ctx.skip(4);
         return Outcome::Resume;
     }
     // Set/way cache maintenance (HCR_EL2.TSW) and, while a sequence of it
@@ -325,7 +325,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         }
         ctx.set_reg(rt, idregs::sanitise(crm, op2, env.host_id_reg(crm, op2)));
         stats.inc(Stat::SysregEmulated);
-        ctx.pc += 4;
+        ctx.skip(4);
         return Outcome::Resume;
     }
     // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0 (op0 3, op1 3, CRn 14,
@@ -343,7 +343,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         }
         ctx.ptimer = [t.ctl, t.cval];
         stats.inc(Stat::SysregEmulated);
-        ctx.pc += 4;
+        ctx.skip(4);
         return Outcome::Resume;
     }
     // The debug registers (MDCR_EL2.TDA, TDOSA, TDRA): the guest's own.
@@ -370,7 +370,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
             ctx.set_reg(rt, 0);
         }
         stats.inc(Stat::SysregEmulated);
-        ctx.pc += 4;
+        ctx.skip(4);
         return Outcome::Resume;
     }
     // Implementation-defined and anything else trapped: undefined, and said
@@ -494,6 +494,16 @@ mod tests {
         let mut c = sys(3, 0, 9, 14, 1, 1, false);
         run(&mut c, &mut mem());
         assert_eq!(c.pc, 0x4000_1004);
+    }
+
+    #[test]
+    fn completed_instructions_end_a_single_step() {
+        // MRS x5, ID_AA64PFR0_EL1 stepped by a guest debugger (PSTATE.SS set):
+        // emulated, stepped over, SS cleared so the step exception comes next.
+        let mut c = sys(3, 0, 0, 4, 0, 5, true);
+        c.pstate |= 1 << 21;
+        run(&mut c, &mut mem());
+        assert_eq!((c.pc, c.pstate & 1 << 21), (0x4000_1004, 0));
     }
 
     #[test]
