@@ -86,8 +86,3 @@ pub fn id_reg(crm: u32, op2: u32) -> u64 {
         _ => 0,
     }
 }
-
-/// Whether the CPU has HCRX_EL2 (FEAT_HCX: ID_AA64MMFR1_EL1.HCX, bits 43:40).
-pub fn has_hcx() -> bool {
-    (id_reg(7, 1) >> 40) & 0xf != 0
-}

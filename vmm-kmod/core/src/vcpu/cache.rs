@@ -22,7 +22,7 @@
 //! VM's (`Env::clean_guest_memory`).
 
 use super::context::{Context, Sys};
-use super::exits::{Encoding, Env, Outcome};
+use super::exits::{sysreg_done, Encoding, Env, Outcome};
 use super::stats::{Stat, Stats};
 
 /// HCR_EL2.TSW: trap data cache maintenance by set/way.
@@ -98,9 +98,7 @@ pub fn sysreg(
     } else {
         return None;
     }
-    stats.inc(Stat::SysregEmulated);
-    ctx.skip(4);
-    Some(Outcome::Resume)
+    Some(sysreg_done(ctx, stats))
 }
 
 #[cfg(test)]

@@ -113,7 +113,8 @@ pub const EL2_FLAG_FLUSH_TLB: u64 = 1;
 /// [`El2Regs::flags`]: load the guest's breakpoints and watchpoints for this
 /// entry (keeping the host's in the host context until the exit).
 pub const EL2_FLAG_DEBUG: u64 = 2;
-/// [`El2Regs::flags`]: the CPU has HCRX_EL2 (FEAT_HCX): switch it.
+/// [`El2Regs::flags`]: the CPUs have HCRX_EL2 (FEAT_HCX): switch it. Set
+/// when the vCPU is made and kept; the other flags are for one entry.
 pub const EL2_FLAG_HCRX: u64 = 4;
 
 /// What EL2 recorded about a guest exit.

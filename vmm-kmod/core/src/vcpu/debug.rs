@@ -23,8 +23,8 @@
 //! the debug ROM read as zero and ignore writes: there is no external
 //! debugger.
 
-use super::context::{Context, Sys};
-use super::exits::{inject_undef, Encoding, Outcome};
+use super::context::{Context, DebugRegs, Sys};
+use super::exits::{inject_undef, sysreg_done, Encoding, Outcome};
 use super::stats::{Stat, Stats};
 
 /// MDSCR_EL1.SS: software step.
@@ -51,14 +51,19 @@ const OSLSR_OSLM: u64 = 1 << 3;
 /// OSLSR_EL1.OSLK.
 const OSLSR_OSLK: u64 = 1 << 1;
 
-/// The guest's debug state at reset: no breakpoints, MDSCR_EL1 clear, the
-/// OS lock locked; `dfr0` (the host's ID_AA64DFR0_EL1) says how many
-/// breakpoints and watchpoints there are.
-pub fn reset(ctx: &mut Context, dfr0: u64) {
-    ctx.debug = Default::default();
+/// Sets up a new vCPU's debug state: as many breakpoints and watchpoints
+/// as `dfr0` (the hosts' ID_AA64DFR0_EL1) says, then [`reset`].
+pub fn init(ctx: &mut Context, dfr0: u64) {
     ctx.debug.nbrp = ((dfr0 >> 12) & 0xf) + 1;
     ctx.debug.nwrp = ((dfr0 >> 20) & 0xf) + 1;
-    ctx.debug.os_lock = 1;
+    reset(ctx);
+}
+
+/// The guest's debug state at reset: no breakpoints, MDSCR_EL1 clear, the
+/// OS lock locked. The counts stay.
+pub fn reset(ctx: &mut Context) {
+    let (nbrp, nwrp) = (ctx.debug.nbrp, ctx.debug.nwrp);
+    ctx.debug = DebugRegs { nbrp, nwrp, os_lock: 1, ..Default::default() };
     ctx.set_sys(Sys::Mdscr, 0);
 }
 
@@ -181,9 +186,7 @@ pub fn sysreg(ctx: &mut Context, stats: &Stats, e: Encoding, rt: u32, read: bool
     if read {
         ctx.set_reg(rt, result);
     }
-    stats.inc(Stat::SysregEmulated);
-    ctx.skip(4);
-    Some(Outcome::Resume)
+    Some(sysreg_done(ctx, stats))
 }
 
 #[cfg(test)]
@@ -195,7 +198,7 @@ mod tests {
 
     fn vcpu() -> (Context, Stats) {
         let mut ctx = Context::zeroed();
-        reset(&mut ctx, DFR0);
+        init(&mut ctx, DFR0);
         (ctx, Stats::new())
     }
 

@@ -273,6 +273,13 @@ fn data_abort(
     Outcome::ToUser
 }
 
+/// Ends a system register access the kernel emulated: counted, stepped over.
+pub fn sysreg_done(ctx: &mut Context, stats: &Stats) -> Outcome {
+    stats.inc(Stat::SysregEmulated);
+    ctx.skip(4);
+    Outcome::Resume
+}
+
 /// Finishes an access userspace emulated: for a read, the value goes into
 /// the register as the hardware would have put it; then the PC steps over
 /// the instruction. Without data for a pending read, the instruction is
@@ -306,9 +313,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         if !read {
             env.send_sgi(ctx.reg(rt));
         }
-        stats.inc(Stat::SysregEmulated);
-        ctx.skip(4);
-        return Outcome::Resume;
+        return sysreg_done(ctx, stats);
     }
     // Set/way cache maintenance (HCR_EL2.TSW) and, while a sequence of it
     // is under way, writes to the virtual memory controls (HCR_EL2.TVM).
@@ -324,9 +329,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
             return Outcome::Resume;
         }
         ctx.set_reg(rt, idregs::sanitise(crm, op2, env.host_id_reg(crm, op2)));
-        stats.inc(Stat::SysregEmulated);
-        ctx.skip(4);
-        return Outcome::Resume;
+        return sysreg_done(ctx, stats);
     }
     // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0 (op0 3, op1 3, CRn 14,
     // CRm 2): the physical timer is the host's; the guest gets its own.
@@ -342,9 +345,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
             (_, false) => t.cval = ctx.reg(rt),
         }
         ctx.ptimer = [t.ctl, t.cval];
-        stats.inc(Stat::SysregEmulated);
-        ctx.skip(4);
-        return Outcome::Resume;
+        return sysreg_done(ctx, stats);
     }
     // The debug registers (MDCR_EL2.TDA, TDOSA, TDRA): the guest's own.
     if let Some(outcome) = debug::sysreg(ctx, stats, (op0, op1, crn, crm, op2), rt, read) {
@@ -369,9 +370,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
         if read {
             ctx.set_reg(rt, 0);
         }
-        stats.inc(Stat::SysregEmulated);
-        ctx.skip(4);
-        return Outcome::Resume;
+        return sysreg_done(ctx, stats);
     }
     // Implementation-defined and anything else trapped: undefined, and said
     // in the host's log (rate limited: a guest could loop on it).

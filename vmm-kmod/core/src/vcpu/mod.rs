@@ -134,7 +134,11 @@ impl Vcpu {
         ctx.el2.cptr = GUEST_CPTR;
         ctx.el2.mdcr = GUEST_MDCR;
         // Breakpoint counts every CPU has: EL2 switches that many on any.
-        debug::reset(&mut ctx, crate::kernel::sanitised_id_reg(5, 0));
+        debug::init(&mut ctx, crate::kernel::sanitised_id_reg(5, 0));
+        // HCRX_EL2 where every CPU has it (ID_AA64MMFR1_EL1.HCX).
+        if (crate::kernel::sanitised_id_reg(7, 1) >> 40) & 0xf != 0 {
+            ctx.el2.flags = context::EL2_FLAG_HCRX;
+        }
         Ok(Self {
             id,
             busy: AtomicBool::new(false),
@@ -201,15 +205,14 @@ impl VcpuGuard<'_> {
     /// Puts the vCPU in the reset state of Linux's arm64 boot protocol and
     /// marks it active.
     pub fn reset(&mut self) {
-        let el2 = self.ctx.el2;
-        let (nbrp, nwrp) = (self.ctx.debug.nbrp, self.ctx.debug.nwrp);
+        let (el2, debug) = (self.ctx.el2, self.ctx.debug);
         self.ctx = Context::zeroed();
         self.ctx.el2 = el2;
-        self.ctx.el2.flags = 0;
+        self.ctx.el2.flags &= context::EL2_FLAG_HCRX;
         // No set/way sequence under way (see `cache`).
-        self.ctx.el2.hcr = guest_hcr(crate::kernel::sanitised_id_reg(4, 0));
-        debug::reset(&mut self.ctx, 0);
-        (self.ctx.debug.nbrp, self.ctx.debug.nwrp) = (nbrp, nwrp);
+        self.ctx.el2.hcr &= !cache::HCR_TVM;
+        self.ctx.debug = debug;
+        debug::reset(&mut self.ctx);
         self.ctx.vgic = Default::default();
         self.listed = 0;
         self.quiet_at = 0;

@@ -99,16 +99,13 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     if super::debug::active(&g.ctx) {
         g.ctx.el2.flags |= super::context::EL2_FLAG_DEBUG;
     }
-    if crate::arch::has_hcx() {
-        g.ctx.el2.flags |= super::context::EL2_FLAG_HCRX;
-    }
     if g.last_cpu != cpu as i32 {
         g.ctx.el2.flags |= super::context::EL2_FLAG_FLUSH_TLB;
         g.last_cpu = cpu as i32;
     }
     let pa = kernel::virt_to_phys(&g.ctx as *const _ as *const u8);
     let ok = crate::arch::run_guest(pa);
-    g.ctx.el2.flags = 0;
+    g.ctx.el2.flags &= super::context::EL2_FLAG_HCRX;
     g.vcpu().running_on.store(-1, Ordering::SeqCst);
     kernel::guest_exit();
     g.listed = listed;

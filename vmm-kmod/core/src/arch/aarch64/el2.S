@@ -577,21 +577,20 @@ el2_run:
 	orr	x3, x3, #1
 	msr	cnthctl_el2, x3
 	isb
+	// The entry's flags stay in x11 (no macro below uses it).
+	ldr	x11, [x10, #EL2_FLAGS]
 	// The vCPU last ran on another CPU: drop this CPU's stale entries of the VMID.
-	ldr	x3, [x10, #EL2_FLAGS]
-	tbz	x3, #0, 1f
+	tbz	x11, #0, 1f
 	tlbi	vmalls12e1
 	dsb	nsh
 	isb
 1:	// The guest's debug exceptions are on: its breakpoints and watchpoints
 	// replace the host's until the exit.
-	ldr	x3, [x10, #EL2_FLAGS]
-	tbz	x3, #1, 2f
+	tbz	x11, #1, 2f
 	dbg_regs save, x2, x1
 	dbg_regs load, x1, x1
 2:	// FEAT_HCX: the guest's HCRX_EL2 (0: what it controls traps or is off).
-	ldr	x3, [x10, #EL2_FLAGS]
-	tbz	x3, #2, 3f
+	tbz	x11, #2, 3f
 	mrs	x4, S3_4_C1_C2_2
 	str	x4, [x2, #(CTX_EL2 + EL2_HCRX)]
 	ldr	x4, [x10, #EL2_HCRX]
@@ -688,15 +687,14 @@ el2_guest_exit:
 	ldr	x3, [x9, #EL2_CNTHCTL]
 	msr	cnthctl_el2, x3
 	isb
-	// The host's HCRX_EL2 (S3_4_C1_C2_2) back.
-	ldr	x3, [x1, #(CTX_EL2 + EL2_FLAGS)]
-	tbz	x3, #2, 2f
+	// The host's HCRX_EL2 (S3_4_C1_C2_2) back; then its breakpoints and
+	// watchpoints, if the guest's were in. The entry's flags in x11.
+	ldr	x11, [x1, #(CTX_EL2 + EL2_FLAGS)]
+	tbz	x11, #2, 2f
 	ldr	x4, [x9, #EL2_HCRX]
 	msr	S3_4_C1_C2_2, x4
 	isb
-2:	// The host's breakpoints and watchpoints back, if the guest's were in.
-	ldr	x3, [x1, #(CTX_EL2 + EL2_FLAGS)]
-	tbz	x3, #1, 1f
+2:	tbz	x11, #1, 1f
 	dbg_regs load, x2, x1
 1:	restore_el1 x2
 	ldp	x3, x4, [x2, #CTX_PC]
