@@ -8,6 +8,8 @@ pub const SMCCC_VERSION: u32 = 0x8000_0000;
 pub const PSCI_SYSTEM_OFF: u32 = 0x8400_0008;
 /// PSCI SYSTEM_RESET.
 pub const PSCI_SYSTEM_RESET: u32 = 0x8400_0009;
+/// PSCI CPU_ON (SMC64).
+pub const PSCI_CPU_ON: u32 = 0xc400_0003;
 /// x0 for an unknown function id.
 pub const NOT_SUPPORTED: u64 = -1i64 as u64;
 
@@ -51,6 +53,18 @@ pub unsafe fn hvc(func: u32, args: [u64; 7]) -> [u64; 4] {
 pub fn version() -> u64 {
     // SAFETY: a query with no side effects.
     unsafe { hvc(SMCCC_VERSION, [0; 7])[0] }
+}
+
+/// PSCI CPU_ON of the vCPU with affinity `target` at `entry`, with
+/// `context_id` in its x0; returns PSCI's answer (0: done).
+///
+/// # Safety
+/// `entry` must be code that may run on that vCPU alongside this one (as
+/// `secondary_entry!`'s `_secondary_start` is, with the context id its
+/// number).
+pub unsafe fn cpu_on(target: u64, entry: u64, context_id: u64) -> u64 {
+    // SAFETY: the caller vouches for what the new vCPU runs.
+    unsafe { hvc(PSCI_CPU_ON, [target, entry, context_id, 0, 0, 0, 0])[0] }
 }
 
 /// PSCI SYSTEM_OFF: the VM ends here.

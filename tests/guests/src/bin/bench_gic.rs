@@ -18,7 +18,6 @@ use guests::{gic, mmio, println, smccc, testdev, Shared};
 guests::entry!(main);
 guests::secondary_entry!(secondary);
 
-const CPU_ON: u32 = 0xc400_0003;
 const SGI: u32 = 1;
 const SGI_BACK: u32 = 2;
 const CPU1: u64 = 1;
@@ -90,7 +89,7 @@ fn main() -> ! {
     // IPI round trips to a vCPU sleeping in WFI.
     let entry = _secondary_start as *const () as u64;
     // SAFETY: PSCI CPU_ON of vCPU 1 at its secondary entry point.
-    let r = unsafe { smccc::hvc(CPU_ON, [CPU1, entry, CPU1, 0, 0, 0, 0]) }[0];
+    let r = unsafe { smccc::cpu_on(CPU1, entry, CPU1) };
     if r != 0 || !poll_for(5000, || READY.get()) {
         println!("bench: FAIL cpu1 did not start ({r:#x})");
         smccc::system_off()

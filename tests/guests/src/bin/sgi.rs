@@ -11,7 +11,6 @@ use guests::{gic, println, smccc, Shared};
 guests::entry!(main);
 guests::secondary_entry!(secondary);
 
-const CPU_ON: u32 = 0xc400_0003;
 const SGI: u32 = 1;
 const IPIS: u64 = 10_000;
 /// The receiver: vCPU 1, Aff0 1 (also its CPU_ON target: the affinity
@@ -49,7 +48,7 @@ fn main() -> ! {
     // SAFETY: PSCI CPU_ON of vCPU 1 at `_secondary_start`, with its number
     // as the context id; it runs on its own stack and touches only the
     // statics above.
-    let r = unsafe { smccc::hvc(CPU_ON, [CPU1, entry, CPU1, 0, 0, 0, 0]) }[0];
+    let r = unsafe { smccc::cpu_on(CPU1, entry, CPU1) };
     if r != 0 {
         println!("sgi: FAIL CPU_ON cpu1 answered {r:#x}");
         smccc::system_off()

@@ -12,12 +12,12 @@
 
 use core::arch::asm;
 use core::ptr::{addr_of, addr_of_mut};
+use guests::smccc::PSCI_CPU_ON as CPU_ON;
 use guests::{println, smccc, testdev};
 
 guests::entry!(main);
 guests::secondary_entry!(secondary);
 
-const CPU_ON: u32 = 0xc400_0003;
 const CPU_OFF: u32 = 0x8400_0002;
 const AFFINITY_INFO: u32 = 0xc400_0004;
 const ALREADY_ON: u64 = -4i64 as u64;
