@@ -135,14 +135,15 @@ fn main() -> ! {
     let fr = unsafe { mmio::ldr_w(uart::FR) };
     // EL0 may run WFI and WFE (nTWI, nTWE), as Linux lets it: they trap to
     // the hypervisor, not to this EL1. Each WFI at EL0 ends when the
-    // virtual timer, armed 2 ms ahead, fires (EL0 runs with IRQs masked: it
+    // virtual timer, armed 100 ms ahead (far enough that the WFI comes first,
+    // however slow the emulator), fires (EL0 runs with IRQs masked: it
     // stays pending until disarmed).
     sysreg!(write "sctlr_el1", sysreg!(read "sctlr_el1") | 1 << 16 | 1 << 18);
     gic::init_distributor();
     gic::init_cpu();
     gic::enable(Timer::Virtual.intid());
     let arm = || {
-        Timer::Virtual.set_cval(Timer::Virtual.count() + ms_to_ticks(2));
+        Timer::Virtual.set_cval(Timer::Virtual.count() + ms_to_ticks(100));
         Timer::Virtual.set_enabled(true);
     };
     sysreg!(write "vbar_el1", addr_of!(aarch32_vectors) as u64);
