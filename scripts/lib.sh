@@ -18,22 +18,14 @@ die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 # Host (x86 build machine or native arm64) architecture.
 host_arch() { uname -m; }
 
-# Resolve the reference kernel release (e.g. 6.1.0-41-cloud-arm64) from the
-# Debian meta package, so image, headers and kbuild always match each other even
-# after Debian bumps the ABI. Result cached in $CACHE/krel for offline reuse.
-resolve_krel() {
-	local abi
+# The reference kernel release (e.g. 6.1.0-56-cloud-arm64) that scripts/setup
+# chose and unpacked (scripts/debs.sh says how), or VMM_KREL.
+current_krel() {
 	if [ -n "${VMM_KREL:-}" ]; then
 		echo "$VMM_KREL"
-		return
-	fi
-	abi=$(apt-cache depends "linux-headers-$FLAVOUR:arm64" 2>/dev/null |
-		sed -n "s/.*Depends: linux-headers-\(.*\)-$FLAVOUR:arm64/\1/p" | head -1)
-	if [ -z "$abi" ] && [ -s "$CACHE/krel-$FLAVOUR" ]; then
+	elif [ -s "$CACHE/krel-$FLAVOUR" ]; then
 		cat "$CACHE/krel-$FLAVOUR"
-		return
+	else
+		die "no reference kernel chosen yet: run scripts/setup"
 	fi
-	[ -n "$abi" ] || die "cannot resolve the kernel ABI from linux-headers-$FLAVOUR:arm64 (run scripts/setup)"
-	mkdir -p "$CACHE"
-	echo "$abi-$FLAVOUR" | tee "$CACHE/krel-$FLAVOUR"
 }
