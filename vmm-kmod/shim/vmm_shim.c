@@ -47,6 +47,12 @@ MODULE_PARM_DESC(max_vms, "most VMs that may exist at once (1-255, default 32)")
 
 static DEFINE_MUTEX(vmm_ctl_mutex);
 static dev_t vmm_devt;
+/*
+ * Every minor of the major: a VM's minor is its slot plus a count of the
+ * slot's uses (registry.rs), so a node of a destroyed VM never opens the VM
+ * that took its slot.
+ */
+#define VMM_MINORS (MINORMASK + 1)
 static struct cdev vmm_cdev;
 static bool vmm_cdev_added;
 static struct class *vmm_class;
@@ -238,13 +244,13 @@ void vmm_shim_ctl_unlock(void)
 }
 
 /* Called with vmm_ctl_mutex held. The node's name is the VM's (no '/'). */
-int vmm_shim_vm_node_create(u32 slot, const char *name, size_t len)
+int vmm_shim_vm_node_create(u32 slot, u32 minor, const char *name, size_t len)
 {
 	struct device *dev;
 
-	if (slot >= max_vms || vmm_nodes[slot])
+	if (slot >= max_vms || vmm_nodes[slot] || minor >= VMM_MINORS)
 		return -EINVAL;
-	dev = device_create(vmm_class, NULL, MKDEV(MAJOR(vmm_devt), slot), NULL,
+	dev = device_create(vmm_class, NULL, MKDEV(MAJOR(vmm_devt), minor), NULL,
 			    "%.*s", (int)len, name);
 	if (IS_ERR(dev))
 		return PTR_ERR(dev);
@@ -257,7 +263,7 @@ void vmm_shim_vm_node_destroy(u32 slot)
 {
 	if (slot >= max_vms || !vmm_nodes[slot])
 		return;
-	device_destroy(vmm_class, MKDEV(MAJOR(vmm_devt), slot));
+	device_destroy(vmm_class, vmm_nodes[slot]->devt);
 	vmm_nodes[slot] = NULL;
 }
 
@@ -621,7 +627,7 @@ static void vmm_teardown(void)
 		class_destroy(vmm_class);
 	vmm_class = NULL;
 	if (vmm_devt)
-		unregister_chrdev_region(vmm_devt, max_vms);
+		unregister_chrdev_region(vmm_devt, VMM_MINORS);
 	vmm_devt = 0;
 	kfree(vmm_nodes);
 	vmm_nodes = NULL;
@@ -673,7 +679,7 @@ static int __init vmm_init(void)
 	vmm_nodes = kcalloc(max_vms, sizeof(*vmm_nodes), GFP_KERNEL);
 	if (!vmm_nodes)
 		goto fail;
-	ret = alloc_chrdev_region(&vmm_devt, 0, max_vms, "vmm");
+	ret = alloc_chrdev_region(&vmm_devt, 0, VMM_MINORS, "vmm");
 	if (ret)
 		goto fail;
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
@@ -688,7 +694,7 @@ static int __init vmm_init(void)
 	vmm_class->devnode = vmm_devnode;
 	cdev_init(&vmm_cdev, &vmm_vm_fops);
 	vmm_cdev.owner = THIS_MODULE;
-	ret = cdev_add(&vmm_cdev, vmm_devt, max_vms);
+	ret = cdev_add(&vmm_cdev, vmm_devt, VMM_MINORS);
 	if (ret)
 		goto fail;
 	vmm_cdev_added = true;

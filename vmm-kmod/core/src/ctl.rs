@@ -49,11 +49,11 @@ pub fn vm_create(vms: &Vms, req: &VmmctlVmCreate) -> Result<(), Errno> {
         return Err(EINVAL);
     }
     let mut reg = vms.lock();
-    let (slot, len) = reg.vacancy(&req.name)?;
-    let name = &req.name[..len];
+    let at = reg.vacancy(&req.name)?;
+    let (slot, name) = (at.slot, &req.name[..at.len]);
     let vm = VmRef::new(name)?;
-    kernel::vm_node_create(slot, name)?;
-    if let Err(e) = reg.insert(slot, name, vm) {
+    kernel::vm_node_create(slot, at.minor, name)?;
+    if let Err(e) = reg.insert(at, name, vm) {
         kernel::vm_node_destroy(slot);
         return Err(e);
     }
@@ -126,10 +126,12 @@ pub fn ctl_ioctl(vms: &Vms, cmd: u32, buf: &mut [u8]) -> Result<(), Errno> {
     }
 }
 
-/// Opens the VM in `slot` (the device's minor): a new reference for the file.
-pub fn vm_open(vms: &Vms, slot: usize) -> Result<VmRef, Errno> {
+/// Opens the VM whose device node has minor number `minor`: a new reference
+/// for the file. A node of a VM destroyed since its path was looked up finds
+/// nothing (`ENXIO`), never the VM that took its slot.
+pub fn vm_open(vms: &Vms, minor: u32) -> Result<VmRef, Errno> {
     let reg = vms.lock();
-    reg.get(slot).cloned().ok_or(ENXIO)
+    reg.by_minor(minor).cloned().ok_or(ENXIO)
 }
 
 /// Dispatches an ioctl of `/dev/vmm/NAME`; `buf` is the kernel copy of the
@@ -283,7 +285,7 @@ impl core::fmt::Display for Bytes<'_> {
 mod tests {
     use super::*;
     use crate::errno::{EEXIST, ENOENT, ENOSPC};
-    use crate::kernel::mock::{FAIL_NODE, MODULE_REFS, NODES};
+    use crate::kernel::mock::{FAIL_NODE, MINORS, MODULE_REFS, NODES};
 
     fn vms(limit: usize) -> Vms {
         let v: Vms = KMutex::new(Registry::new());
@@ -359,13 +361,14 @@ mod tests {
     fn open_files_outlive_destroy() {
         let v = vms(4);
         create(&v, "a").unwrap();
-        let file = vm_open(&v, 0).unwrap();
+        let minor = MINORS.with(|m| m.borrow()[0].1);
+        let file = vm_open(&v, minor).unwrap();
         assert_eq!(file.refs(), 2);
         destroy_req(&v, "a").unwrap();
         assert!(file.is_destroyed());
         assert_eq!(file.refs(), 1, "the file holds the last reference");
         assert_eq!(vm_ioctl(&file, VM_RUN, &mut []), Err(ENXIO));
-        assert!(vm_open(&v, 0).is_err(), "the slot is empty now");
+        assert!(vm_open(&v, minor).is_err(), "the VM is gone");
         let raw = file.into_raw();
         // SAFETY: raw came from into_raw just above.
         drop(unsafe { VmRef::from_raw(raw) });

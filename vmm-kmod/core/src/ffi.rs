@@ -139,13 +139,13 @@ pub extern "C" fn vmm_ctl_ioctl(cmd: u32, buf: *mut u8, len: usize) -> i64 {
     ret(ctl::ctl_ioctl(&VMS, cmd, buf)) as i64
 }
 
-/// Open of `/dev/vmm/NAME` (minor `slot`): stores a VM reference in `*out`.
+/// Open of `/dev/vmm/NAME` (minor number `minor`): stores a VM reference in `*out`.
 #[no_mangle]
-pub extern "C" fn vmm_vm_open(slot: u32, out: *mut *mut c_void) -> i32 {
+pub extern "C" fn vmm_vm_open(minor: u32, out: *mut *mut c_void) -> i32 {
     if out.is_null() {
         return -EINVAL.0;
     }
-    match ctl::vm_open(&VMS, slot as usize) {
+    match ctl::vm_open(&VMS, minor) {
         Ok(vm) => {
             // SAFETY: `out` is the shim's local pointer variable.
             unsafe { *out = vm.into_raw() as *mut c_void };

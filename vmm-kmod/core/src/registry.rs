@@ -1,5 +1,12 @@
-//! Named VMs in numbered slots. A slot number is the minor of the VM's device
-//! node, so `/dev/vmm/NAME` finds its VM without a name lookup.
+//! Named VMs in numbered slots, each with the minor number of its device node
+//! `/dev/vmm/NAME`, so that an open finds its VM without a name lookup.
+//!
+//! A minor is never handed to the next VM of the same slot: an open that
+//! looked up `/dev/vmm/a` before `a` was destroyed reaches the module with
+//! `a`'s minor, which must then find nothing rather than the VM that took
+//! `a`'s slot. So a minor is the slot plus a count of the slot's uses above
+//! [`SLOT_BITS`], and slots are taken round robin: a minor comes back only after
+//! 2^20 creations (the kernel's minor space).
 
 use crate::errno::{Errno, EEXIST, EINVAL, ENOENT, ENOSPC};
 use vmm_uapi::{validate_name, VM_NAME_BUF};
@@ -8,15 +15,42 @@ use vmm_uapi::{validate_name, VM_NAME_BUF};
 /// this): one 8-bit VMID each, 0 being the host's.
 pub const MAX_VMS_LIMIT: usize = 255;
 
+/// Low bits of a minor number that give the slot.
+pub const SLOT_BITS: u32 = 8;
+
+/// Minor numbers the module's device nodes use (all of the kernel's 20 bits).
+pub const MINORS: u32 = 1 << 20;
+
+/// Uses of one slot that give distinct minors.
+const USES: u32 = MINORS >> SLOT_BITS;
+
+const _: () = assert!(MAX_VMS_LIMIT < 1 << SLOT_BITS);
+
 struct Entry<T> {
     name: [u8; VM_NAME_BUF],
     len: usize,
+    minor: u32,
     value: T,
+}
+
+/// Where a new VM goes: what [`Registry::vacancy`] found for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vacancy {
+    /// The registry slot.
+    pub slot: usize,
+    /// The minor number of its device node.
+    pub minor: u32,
+    /// The length of its name.
+    pub len: usize,
 }
 
 /// VMs by slot and name, at most `limit` of them.
 pub struct Registry<T> {
     slots: [Option<Entry<T>>; MAX_VMS_LIMIT],
+    /// Times each slot was taken (modulo [`USES`]).
+    uses: [u32; MAX_VMS_LIMIT],
+    /// The slot the search for a free one starts at.
+    next: usize,
     limit: usize,
     count: usize,
 }
@@ -24,7 +58,7 @@ pub struct Registry<T> {
 impl<T> Registry<T> {
     /// An empty registry that accepts no VM until [`Registry::set_limit`].
     pub const fn new() -> Self {
-        Self { slots: [const { None }; MAX_VMS_LIMIT], limit: 0, count: 0 }
+        Self { slots: [const { None }; MAX_VMS_LIMIT], uses: [0; MAX_VMS_LIMIT], next: 0, limit: 0, count: 0 }
     }
 
     /// Sets the most VMs at once (1 ..= [`MAX_VMS_LIMIT`]).
@@ -58,15 +92,21 @@ impl<T> Registry<T> {
         self.slots.get(slot)?.as_ref().map(|e| &e.value)
     }
 
+    /// The VM whose device node has minor number `minor`, if it still exists.
+    pub fn by_minor(&self, minor: u32) -> Option<&T> {
+        let slot = (minor & ((1 << SLOT_BITS) - 1)) as usize;
+        self.slots.get(slot)?.as_ref().filter(|e| e.minor == minor).map(|e| &e.value)
+    }
+
     /// The name of the VM in `slot`.
     pub fn name(&self, slot: usize) -> Option<&[u8]> {
         self.slots.get(slot)?.as_ref().map(|e| &e.name[..e.len])
     }
 
-    /// Checks that a VM called `name` may be added and returns the slot it
-    /// would take and the name's length: `EINVAL` for a bad name, `EEXIST`
-    /// for a duplicate, `ENOSPC` when the limit is reached.
-    pub fn vacancy(&self, name: &[u8]) -> Result<(usize, usize), Errno> {
+    /// Checks that a VM called `name` may be added and says where it would
+    /// go: `EINVAL` for a bad name, `EEXIST` for a duplicate, `ENOSPC` when
+    /// the limit is reached.
+    pub fn vacancy(&self, name: &[u8]) -> Result<Vacancy, Errno> {
         let len = validate_name(name).map_err(|_| EINVAL)?;
         if self.find(name).is_some() {
             return Err(EEXIST);
@@ -74,19 +114,22 @@ impl<T> Registry<T> {
         if self.count >= self.limit {
             return Err(ENOSPC);
         }
-        let slot = self.slots[..self.limit].iter().position(Option::is_none).ok_or(ENOSPC)?;
-        Ok((slot, len))
+        let slot =
+            (0..self.limit).map(|i| (self.next + i) % self.limit).find(|&s| self.slots[s].is_none()).ok_or(ENOSPC)?;
+        let uses = (self.uses[slot] + 1) % USES;
+        Ok(Vacancy { slot, minor: uses << SLOT_BITS | slot as u32, len })
     }
 
-    /// Adds a VM in the slot [`Registry::vacancy`] gave for `name`.
-    pub fn insert(&mut self, slot: usize, name: &[u8], value: T) -> Result<(), Errno> {
-        let (free, len) = self.vacancy(name)?;
-        if free != slot {
+    /// Adds a VM where [`Registry::vacancy`] said `name` goes.
+    pub fn insert(&mut self, at: Vacancy, name: &[u8], value: T) -> Result<(), Errno> {
+        if self.vacancy(name)? != at {
             return Err(EINVAL);
         }
         let mut buf = [0u8; VM_NAME_BUF];
-        buf[..len].copy_from_slice(&name[..len]);
-        self.slots[slot] = Some(Entry { name: buf, len, value });
+        buf[..at.len].copy_from_slice(&name[..at.len]);
+        self.slots[at.slot] = Some(Entry { name: buf, len: at.len, minor: at.minor, value });
+        self.uses[at.slot] = at.minor >> SLOT_BITS;
+        self.next = (at.slot + 1) % self.limit;
         self.count += 1;
         Ok(())
     }
@@ -128,9 +171,9 @@ mod tests {
     }
 
     fn add(r: &mut Registry<u32>, name: &[u8], v: u32) -> Result<usize, Errno> {
-        let (slot, _) = r.vacancy(name)?;
-        r.insert(slot, name, v)?;
-        Ok(slot)
+        let at = r.vacancy(name)?;
+        r.insert(at, name, v)?;
+        Ok(at.slot)
     }
 
     #[test]
@@ -143,8 +186,47 @@ mod tests {
         assert_eq!(r.name(1), Some(&b"b"[..]));
         assert_eq!(r.len(), 2);
         assert_eq!(r.remove(b"a"), Ok((0, 1)));
-        assert_eq!(add(&mut r, b"c", 3), Ok(0), "freed slots are reused");
-        assert_eq!(r.slots().collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(add(&mut r, b"c", 3), Ok(2), "slots are taken round robin");
+        assert_eq!(add(&mut r, b"d", 4), Ok(3));
+        assert_eq!(add(&mut r, b"e", 5), Ok(0), "freed slots are reused when the others are taken");
+        assert_eq!(r.slots().collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    }
+
+    /// An open that resolved `/dev/vmm/a` before `a` was destroyed and `b`
+    /// created in its slot carries `a`'s minor: it must not find `b`.
+    #[test]
+    fn a_stale_minor_finds_nothing() {
+        let mut r = reg(1);
+        let a = r.vacancy(b"a").unwrap();
+        r.insert(a, b"a", 1).unwrap();
+        assert_eq!(r.by_minor(a.minor), Some(&1));
+        r.remove(b"a").unwrap();
+        let b = r.vacancy(b"b").unwrap();
+        assert_eq!(b.slot, a.slot, "one slot: b takes a's");
+        assert_ne!(b.minor, a.minor);
+        r.insert(b, b"b", 2).unwrap();
+        assert_eq!(r.by_minor(a.minor), None, "a's minor must not open b");
+        assert_eq!(r.by_minor(b.minor), Some(&2));
+        assert_eq!(r.by_minor(b.minor + 1), None);
+    }
+
+    /// Minors are all distinct for 2^20 creations, stay within the kernel's
+    /// minor space, and keep the slot in their low bits.
+    #[test]
+    fn minors_come_back_only_after_the_whole_space() {
+        let mut r = reg(MAX_VMS_LIMIT);
+        let mut seen = std::collections::HashSet::new();
+        let first = r.vacancy(b"x").unwrap().minor;
+        for i in 0..(USES as usize * MAX_VMS_LIMIT) {
+            let name = if i % 2 == 0 { &b"x"[..] } else { &b"y"[..] };
+            let at = r.vacancy(name).unwrap();
+            assert!(at.minor < MINORS);
+            assert_eq!(at.minor as usize & 0xff, at.slot);
+            assert!(seen.insert(at.minor), "minor {:#x} came back after {i} creations", at.minor);
+            r.insert(at, name, 0).unwrap();
+            r.remove(name).unwrap();
+        }
+        assert_eq!(r.vacancy(b"x").unwrap().minor, first, "then they wrap");
     }
 
     #[test]
@@ -160,7 +242,7 @@ mod tests {
         assert_eq!(add(&mut r, b"a", 0), Err(EEXIST), "a duplicate is EEXIST even when full");
         assert_eq!(r.remove(b"zz"), Err(ENOENT));
         assert_eq!(r.remove(b"a/"), Err(EINVAL));
-        assert_eq!(r.insert(1, b"q", 0), Err(ENOSPC));
+        assert_eq!(r.insert(Vacancy { slot: 1, minor: 1, len: 1 }, b"q", 0), Err(ENOSPC));
     }
 
     #[test]
@@ -172,8 +254,8 @@ mod tests {
         r.set_limit(MAX_VMS_LIMIT).unwrap();
         for i in 0..MAX_VMS_LIMIT {
             let name = format!("vm{i}");
-            let (slot, _) = r.vacancy(name.as_bytes()).unwrap();
-            r.insert(slot, name.as_bytes(), 0).unwrap();
+            let at = r.vacancy(name.as_bytes()).unwrap();
+            r.insert(at, name.as_bytes(), 0).unwrap();
         }
         assert_eq!(r.vacancy(b"one-more"), Err(ENOSPC));
     }

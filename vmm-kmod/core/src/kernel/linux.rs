@@ -15,7 +15,7 @@ extern "C" {
     fn vmm_shim_phys_to_virt(pa: u64) -> *mut u8;
     fn vmm_shim_ctl_lock();
     fn vmm_shim_ctl_unlock();
-    fn vmm_shim_vm_node_create(slot: u32, name: *const u8, len: usize) -> i32;
+    fn vmm_shim_vm_node_create(slot: u32, minor: u32, name: *const u8, len: usize) -> i32;
     fn vmm_shim_vm_node_destroy(slot: u32);
     fn vmm_shim_module_get();
     fn vmm_shim_module_put();
@@ -253,10 +253,10 @@ pub(super) fn ctl_unlock() {
     unsafe { vmm_shim_ctl_unlock() }
 }
 
-pub(super) fn vm_node_create(slot: usize, name: &[u8]) -> Result<(), Errno> {
+pub(super) fn vm_node_create(slot: usize, minor: u32, name: &[u8]) -> Result<(), Errno> {
     let slot = u32::try_from(slot).map_err(|_| crate::errno::EINVAL)?;
     // SAFETY: the shim copies `len` bytes of `name` before returning.
-    let r = unsafe { vmm_shim_vm_node_create(slot, name.as_ptr(), name.len()) };
+    let r = unsafe { vmm_shim_vm_node_create(slot, minor, name.as_ptr(), name.len()) };
     if r < 0 {
         Err(Errno(-r))
     } else {

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 thread_local! {
     /// Device nodes that exist: (slot, name).
     pub static NODES: RefCell<Vec<(usize, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
+    /// The minor number of each node that exists: (slot, minor).
+    pub static MINORS: RefCell<Vec<(usize, u32)>> = const { RefCell::new(Vec::new()) };
     /// Module references held.
     pub static MODULE_REFS: RefCell<i64> = const { RefCell::new(0) };
     /// Lines logged.
@@ -67,7 +69,7 @@ pub(super) fn ctl_unlock() {
     CTL_LOCK.store(false, Ordering::Release);
 }
 
-pub(super) fn vm_node_create(slot: usize, name: &[u8]) -> Result<(), Errno> {
+pub(super) fn vm_node_create(slot: usize, minor: u32, name: &[u8]) -> Result<(), Errno> {
     if let Some(e) = FAIL_NODE.with(|f| f.borrow_mut().take()) {
         return Err(e);
     }
@@ -76,11 +78,13 @@ pub(super) fn vm_node_create(slot: usize, name: &[u8]) -> Result<(), Errno> {
         assert!(!n.iter().any(|(s, _)| *s == slot), "slot {slot} has a node already");
         n.push((slot, name.to_vec()));
     });
+    MINORS.with(|m| m.borrow_mut().push((slot, minor)));
     Ok(())
 }
 
 pub(super) fn vm_node_destroy(slot: usize) {
     NODES.with(|n| n.borrow_mut().retain(|(s, _)| *s != slot));
+    MINORS.with(|m| m.borrow_mut().retain(|(s, _)| *s != slot));
 }
 
 pub(super) fn module_get() {

@@ -110,9 +110,9 @@ pub fn copy_to_user(dst: u64, src: &[u8]) -> bool {
     sys::copy_to_user(dst, src)
 }
 
-/// Creates `/dev/vmm/NAME` for the VM in registry slot `slot`.
-pub fn vm_node_create(slot: usize, name: &[u8]) -> Result<(), Errno> {
-    sys::vm_node_create(slot, name)
+/// Creates `/dev/vmm/NAME`, minor number `minor`, for the VM in registry slot `slot`.
+pub fn vm_node_create(slot: usize, minor: u32, name: &[u8]) -> Result<(), Errno> {
+    sys::vm_node_create(slot, minor, name)
 }
 
 /// Removes the device node of registry slot `slot`.
