@@ -46,7 +46,14 @@ pub mod func {
     pub const SYSTEM_RESET: u32 = 0x8400_0009;
     /// `PSCI_FEATURES` (mandatory from PSCI 1.0).
     pub const PSCI_FEATURES: u32 = 0x8400_000A;
+    /// `SMCCC_VERSION` (SMCCC 1.1): answered by the kernel module, which
+    /// implements SMCCC 1.1; listed here so that `PSCI_FEATURES` reports it, as
+    /// SMCCC 1.1 requires of a caller that wants to discover it.
+    pub const SMCCC_VERSION: u32 = 0x8000_0000;
 }
+
+/// `SMCCC_VERSION`'s answer: 1.1 (the kernel module gives the same).
+const SMCCC_VERSION_1_1: u64 = 0x1_0001;
 
 /// The SMC64 bit of a function id.
 const SMC64: u32 = 1 << 30;
@@ -177,6 +184,7 @@ const FUNCTIONS: &[(u32, &str, Handler)] = &[
     (func::SYSTEM_OFF, "SYSTEM_OFF", |_, _| Call::SystemOff),
     (func::SYSTEM_RESET, "SYSTEM_RESET", |_, _| Call::SystemReset),
     (func::PSCI_FEATURES, "PSCI_FEATURES", features),
+    (func::SMCCC_VERSION, "SMCCC_VERSION", |_, _| Call::Return(SMCCC_VERSION_1_1)),
 ];
 
 fn lookup(id: u64) -> Option<&'static (u32, &'static str, Handler)> {
@@ -206,7 +214,8 @@ fn affinity_info(args: &[u64; 7], p: &Platform) -> Call {
     }
 }
 
-/// `PSCI_FEATURES(x1)`: 0 for the functions in the table, else NOT_SUPPORTED.
+/// `PSCI_FEATURES(x1)`: 0 for the functions in the table (the PSCI ones and
+/// `SMCCC_VERSION`), else NOT_SUPPORTED.
 fn features(args: &[u64; 7], _: &Platform) -> Call {
     Call::Return(match lookup(args[0]) {
         Some(_) => SUCCESS,
@@ -270,8 +279,8 @@ mod tests {
 
     #[test]
     fn anything_else_is_not_supported() {
-        // CPU_SUSPEND, CPU_OFF as SMC64 (no such function), MIGRATE, SMCCC_VERSION...
-        for id in [0x8400_0001, 0xC400_0001, 0xC400_0002, 0x8400_0005, 0xC400_0006, 0x8400_000B, 0x8000_0000, 0] {
+        // CPU_SUSPEND, CPU_OFF as SMC64 (no such function), MIGRATE, SMCCC_ARCH_FEATURES...
+        for id in [0x8400_0001, 0xC400_0001, 0xC400_0002, 0x8400_0005, 0xC400_0006, 0x8400_000B, 0x8000_0001, 0] {
             assert_eq!(handle(id, &NO_ARGS, &P), Call::Return(NOT_SUPPORTED), "{id:#x}");
         }
         assert_eq!(handle(u64::MAX, &NO_ARGS, &P), Call::Return(NOT_SUPPORTED));
@@ -296,7 +305,9 @@ mod tests {
             assert_eq!(q(f), Call::Return(SUCCESS), "{f:#x}");
         }
         assert_eq!(q(0x8400_0001), Call::Return(NOT_SUPPORTED), "CPU_SUSPEND");
-        assert_eq!(q(0x8000_0000), Call::Return(NOT_SUPPORTED), "SMCCC_VERSION");
+        assert_eq!(q(0x8000_0000), Call::Return(SUCCESS), "SMCCC 1.1: PSCI_FEATURES reports SMCCC_VERSION");
+        assert_eq!(q(0x8000_0001), Call::Return(NOT_SUPPORTED), "SMCCC_ARCH_FEATURES is found through SMCCC_VERSION");
+        assert_eq!(handle(0x8000_0000, &NO_ARGS, &P), Call::Return(0x1_0001), "SMCCC_VERSION: 1.1");
         assert_eq!(q(0x1_8400_0002), Call::Return(SUCCESS), "w1 only: PSCI_FEATURES is SMC32");
     }
 
