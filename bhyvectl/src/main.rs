@@ -68,6 +68,10 @@ fn run(cmd: &Command) -> vmmapi::Result<()> {
 fn print_hyp_status(st: &vmmapi::HypStatus) {
     use vmm_uapi::cpu_in_mask;
     println!("vms: {}", st.nr_vms);
+    println!("vcpus: {}", st.nr_vcpus);
+    println!("guest pages: {}", st.guest_pages);
+    println!("module pages: {}", st.pages);
+    println!("module objects: {}", st.objects);
     for cpu in 0..st.nr_cpus as usize {
         let online = cpu_in_mask(&st.online, cpu);
         let el2 = match (cpu_in_mask(&st.installed, cpu), cpu_in_mask(&st.answering, cpu)) {

@@ -78,33 +78,90 @@ void vmm_shim_log(u32 level, const char *msg, size_t len)
 	}
 }
 
+/* ---- allocation: counted, and failed on request (tests) ------------------ */
+
+/*
+ * What the module holds, for leak tests (VMMCTL_GET_HYP_STATUS): objects
+ * from kzalloc/kmalloc, pages of tables and state, guest pages.
+ */
+static atomic64_t vmm_objects = ATOMIC64_INIT(0);
+static atomic64_t vmm_pages = ATOMIC64_INIT(0);
+static atomic64_t vmm_guest_pages = ATOMIC64_INIT(0);
+
+/*
+ * Tests only (the reference kernel has no failslab): with fault_inject = N,
+ * the Nth allocation of the module from then on fails, once.
+ */
+static int fault_inject;
+module_param(fault_inject, int, 0644);
+MODULE_PARM_DESC(fault_inject, "tests only: make the Nth allocation from now fail, once (0: none)");
+
+static bool vmm_fault(void)
+{
+	int n = READ_ONCE(fault_inject);
+
+	while (n > 0) {
+		int seen = cmpxchg(&fault_inject, n, n - 1);
+
+		if (seen == n)
+			return n == 1;
+		n = seen;
+	}
+	return false;
+}
+
+void vmm_shim_counters(u64 *objects, u64 *pages, u64 *guest_pages)
+{
+	*objects = atomic64_read(&vmm_objects);
+	*pages = atomic64_read(&vmm_pages);
+	*guest_pages = atomic64_read(&vmm_guest_pages);
+}
+
 void *vmm_shim_kzalloc(size_t size)
 {
-	return kzalloc(size, GFP_KERNEL);
+	void *p = vmm_fault() ? NULL : kzalloc(size, GFP_KERNEL);
+
+	if (p)
+		atomic64_inc(&vmm_objects);
+	return p;
 }
 
 void vmm_shim_kfree(void *p)
 {
+	if (p)
+		atomic64_dec(&vmm_objects);
 	kfree(p);
 }
 
 void *vmm_shim_alloc_page(void)
 {
-	return (void *)get_zeroed_page(GFP_KERNEL);
+	void *p = vmm_fault() ? NULL : (void *)get_zeroed_page(GFP_KERNEL);
+
+	if (p)
+		atomic64_inc(&vmm_pages);
+	return p;
 }
 
 void vmm_shim_free_page(void *p)
 {
+	if (p)
+		atomic64_dec(&vmm_pages);
 	free_page((unsigned long)p);
 }
 
 void *vmm_shim_alloc_pages(u32 order)
 {
-	return (void *)__get_free_pages(GFP_KERNEL | __GFP_ZERO, order);
+	void *p = vmm_fault() ? NULL : (void *)__get_free_pages(GFP_KERNEL | __GFP_ZERO, order);
+
+	if (p)
+		atomic64_add(1L << order, &vmm_pages);
+	return p;
 }
 
 void vmm_shim_free_pages(void *p, u32 order)
 {
+	if (p)
+		atomic64_sub(1L << order, &vmm_pages);
 	free_pages((unsigned long)p, order);
 }
 
@@ -128,7 +185,7 @@ void vmm_shim_log_ratelimited(u32 level, const char *msg, size_t len)
 
 void *vmm_shim_mutex_create(void)
 {
-	struct mutex *m = kmalloc(sizeof(*m), GFP_KERNEL);
+	struct mutex *m = vmm_shim_kzalloc(sizeof(*m));
 
 	if (m)
 		mutex_init(m);
@@ -138,7 +195,7 @@ void *vmm_shim_mutex_create(void)
 void vmm_shim_mutex_destroy(void *m)
 {
 	mutex_destroy(m);
-	kfree(m);
+	vmm_shim_kfree(m);
 }
 
 void vmm_shim_mutex_lock(void *m)
@@ -157,9 +214,15 @@ void vmm_shim_mutex_unlock(void *m)
  */
 void *vmm_shim_alloc_guest_page(void)
 {
-	struct page *page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
+	struct page *page;
 
-	return page ? page_address(page) : NULL;
+	if (vmm_fault())
+		return NULL;
+	page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
+	if (!page)
+		return NULL;
+	atomic64_inc(&vmm_guest_pages);
+	return page_address(page);
 }
 
 /*
@@ -174,6 +237,7 @@ u64 vmm_shim_sanitised_id_reg(u32 crm, u32 op2)
 
 void vmm_shim_put_page(void *p)
 {
+	atomic64_dec(&vmm_guest_pages);
 	put_page(virt_to_page(p));
 }
 
@@ -339,7 +403,7 @@ static enum hrtimer_restart vmm_waiter_timer_fn(struct hrtimer *t)
 
 void *vmm_shim_waiter_create(void)
 {
-	struct vmm_waiter *w = kzalloc(sizeof(*w), GFP_KERNEL);
+	struct vmm_waiter *w = vmm_shim_kzalloc(sizeof(*w));
 
 	if (!w)
 		return NULL;
@@ -358,7 +422,7 @@ void vmm_shim_waiter_destroy(void *p)
 	struct vmm_waiter *w = p;
 
 	hrtimer_cancel(&w->timer);
-	kfree(w);
+	vmm_shim_kfree(w);
 }
 
 void vmm_shim_waiter_arm(void *p, u64 ns)
@@ -412,7 +476,7 @@ static long vmm_ioctl_call(void *vm, unsigned int cmd, unsigned long uarg)
 	long ret;
 
 	if (size > sizeof(stackbuf)) {
-		buf = kzalloc(size, GFP_KERNEL);
+		buf = vmm_fault() ? NULL : kzalloc(size, GFP_KERNEL);
 		if (!buf)
 			return -ENOMEM;
 	} else {
@@ -474,7 +538,13 @@ static long vmm_vm_fop_ioctl(struct file *f, unsigned int cmd, unsigned long uar
 	return vmm_ioctl_call(f->private_data, cmd, uarg);
 }
 
-/* Guest memory mapped by userspace: pages come from the VM on first touch. */
+/*
+ * Guest memory mapped by userspace: pages come from the VM on first touch.
+ * No page (the host is out of memory, or the caller's memory cgroup at its
+ * limit) is SIGBUS, as for hugetlbfs: VM_FAULT_OOM would only make the
+ * kernel retry the fault for ever, since guest pages never invoke the OOM
+ * killer.
+ */
 static vm_fault_t vmm_vm_fault_op(struct vm_fault *vmf)
 {
 	void *vm = vmf->vma->vm_file->private_data;
@@ -483,7 +553,8 @@ static vm_fault_t vmm_vm_fault_op(struct vm_fault *vmf)
 	int ret = vmm_vm_fault(vm, (u64)vmf->pgoff << PAGE_SHIFT, &pa);
 
 	if (ret == -ENOMEM)
-		return VM_FAULT_OOM;
+		pr_warn_ratelimited("no memory for a guest page at %#llx mapped by %s[%d]: SIGBUS\n",
+				    (u64)vmf->pgoff << PAGE_SHIFT, current->comm, task_pid_nr(current));
 	if (ret)
 		return VM_FAULT_SIGBUS;
 	page = pfn_to_page(PHYS_PFN(pa));

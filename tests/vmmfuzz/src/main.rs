@@ -9,12 +9,20 @@
 //!     half the time, then races against a running guest (FILE, default the
 //!     spin test guest) for the other half; then destroys every VM. The seed
 //!     (printed) replays the same sequence of calls on each thread.
+//! vmmfuzz cycles N [GUEST]
+//!     N whole VM lives (create, memory, load GUEST, default the hello test
+//!     guest, vCPU, vGIC, run to power-off, destroy); the module's counters
+//!     must be back where they started
+//! vmmfuzz faults [GUEST]
+//!     that life with each of the module's allocations made to fail in
+//!     turn (its fault_inject parameter): clean errnos, nothing leaked
 //! vmmfuzz openrace SECONDS
 //!     opens /dev/vmm/a while another thread destroys a and creates b in its
 //!     place; fails if an open of a's path ever yields b
 //! ```
 
 mod calls;
+mod cycles;
 mod kick;
 mod mmaps;
 mod openrace;
@@ -252,7 +260,9 @@ fn fuzz(a: &Args) -> ExitCode {
 
 fn usage(msg: &str) -> ExitCode {
     eprintln!("vmmfuzz: {msg}");
-    eprintln!("usage: vmmfuzz fuzz [--seed N] [--seconds S] [--threads T] [--guest FILE] | vmmfuzz openrace SECONDS");
+    eprintln!(
+        "usage: vmmfuzz fuzz [--seed N] [--seconds S] [--threads T] [--guest FILE] | cycles N [GUEST] | faults [GUEST] | openrace SECONDS"
+    );
     ExitCode::from(2)
 }
 
@@ -263,6 +273,26 @@ fn main() -> ExitCode {
             Ok(a) => fuzz(&a),
             Err(e) => usage(&e),
         },
+        Some(cmd @ ("cycles" | "faults")) => {
+            let (n, guest) = match (cmd, args.get(1)) {
+                ("cycles", Some(n)) => match n.parse() {
+                    Ok(n) => (n, args.get(2)),
+                    Err(_) => return usage("cycles takes a number"),
+                },
+                ("cycles", None) => return usage("cycles takes a number"),
+                _ => (0, args.get(1)),
+            };
+            let path = guest.map_or("/usr/share/bhyve-tests/hello.bin", String::as_str);
+            let guest = match std::fs::read(path) {
+                Ok(g) => g,
+                Err(e) => return usage(&format!("{path}: {e}")),
+            };
+            if cmd == "cycles" {
+                cycles::cycles(n, &guest)
+            } else {
+                cycles::faults(&guest)
+            }
+        }
         Some("openrace") => match args.get(1).and_then(|s| s.parse().ok()) {
             Some(s) => openrace::run(Duration::from_secs(s)),
             None => usage("openrace takes SECONDS"),

@@ -104,10 +104,15 @@ pub fn destroy_all(vms: &Vms) {
 
 /// `VMMCTL_GET_HYP_STATUS`.
 pub fn hyp_status(vms: &Vms) -> VmmctlHypStatus {
+    let (objects, pages, guest_pages) = kernel::counters();
     let mut st = VmmctlHypStatus {
         nr_cpus: crate::hyp::HYP.nr_cpus() as u32,
         nr_vms: vms.lock().len() as u32,
         installed: crate::hyp::HYP.installed_mask(),
+        nr_vcpus: crate::vcpu::LIVE.load(core::sync::atomic::Ordering::Relaxed),
+        guest_pages,
+        pages,
+        objects,
         ..Default::default()
     };
     kernel::online_cpus(&mut st.online);

@@ -381,15 +381,21 @@ impl VmRef {
         let parange = crate::arch::parange();
         let geo = Geometry::new(Geometry::parange_bits(parange));
         let vmid = VMIDS.alloc().ok_or(ENOSPC)?;
-        let mem = match VmMemory::new(&mut KernelTables, geo).and_then(KLock::new) {
-            Ok(m) => m,
-            Err(e) => {
-                VMIDS.free(vmid);
-                return Err(e);
+        // A failure from here on gives back the VMID and the tables made so far.
+        let undo = |mem: Option<VmMemory>| {
+            if let Some(m) = mem {
+                m.destroy(&mut KernelTables, &mut KernelGuestPages);
             }
+            VMIDS.free(vmid);
         };
+        let vgic = KLock::new(None).inspect_err(|_| undo(None))?;
+        let mem = VmMemory::new(&mut KernelTables, geo).inspect_err(|_| undo(None))?;
+        let mem = KLock::try_new_or_return(mem).map_err(|m| {
+            undo(Some(m));
+            ENOMEM
+        })?;
         let vttbr = mem.lock().stage2().vttbr(vmid);
-        let vm = KBox::try_new(Vm {
+        let vm = KBox::try_new_or_return(Vm {
             refs: AtomicUsize::new(1),
             destroyed: AtomicBool::new(false),
             suspended: AtomicU32::new(SuspendHow::None as u32),
@@ -403,10 +409,13 @@ impl VmRef {
             mem,
             vcpus: [const { AtomicPtr::new(null_mut()) }; VM_MAXCPU],
             active: AtomicU64::new(0),
-            vgic: KLock::new(None)?,
+            vgic,
             nr_lrs: gic_list_registers(),
         })
-        .map_err(|_| ENOMEM)?;
+        .map_err(|vm| {
+            undo(Some(vm.mem.into_inner()));
+            ENOMEM
+        })?;
         // SAFETY: into_raw never returns null.
         Ok(VmRef(unsafe { NonNull::new_unchecked(KBox::into_raw(vm)) }))
     }

@@ -83,6 +83,17 @@ pub struct VmmctlHypStatus {
     pub installed: [u64; CPU_MASK_WORDS],
     /// CPUs whose EL2 answered the module's ping just now.
     pub answering: [u64; CPU_MASK_WORDS],
+    /// vCPUs that exist, in all VMs.
+    pub nr_vcpus: u32,
+    /// Reserved, zero.
+    pub pad: u32,
+    /// Pages of guest memory the module holds, in all VMs.
+    pub guest_pages: u64,
+    /// Other pages the module holds (stage-2 tables, EL2 state): some
+    /// belong to the module itself, so not zero with no VM.
+    pub pages: u64,
+    /// Kernel objects the module holds (VMs, vCPUs, locks, ...): as above.
+    pub objects: u64,
 }
 
 impl Default for VmmctlHypStatus {
@@ -93,6 +104,11 @@ impl Default for VmmctlHypStatus {
             online: [0; CPU_MASK_WORDS],
             installed: [0; CPU_MASK_WORDS],
             answering: [0; CPU_MASK_WORDS],
+            nr_vcpus: 0,
+            pad: 0,
+            guest_pages: 0,
+            pages: 0,
+            objects: 0,
         }
     }
 }
@@ -112,7 +128,8 @@ pub const VMMCTL_GET_HYP_STATUS: u32 = ioctl::ior(b'V', 2, size_of::<VmmctlHypSt
 const _: () = assert!(size_of::<VmmctlVmCreate>() == 96);
 const _: () = assert!(offset_of!(VmmctlVmCreate, reserved) == 32);
 const _: () = assert!(size_of::<VmmctlVmDestroy>() == 96);
-const _: () = assert!(size_of::<VmmctlHypStatus>() == 8 + 3 * 8 * CPU_MASK_WORDS);
+const _: () = assert!(size_of::<VmmctlHypStatus>() == 8 + 3 * 8 * CPU_MASK_WORDS + 32);
+const _: () = assert!(offset_of!(VmmctlHypStatus, guest_pages) == 8 + 3 * 8 * CPU_MASK_WORDS + 8);
 const _: () = assert!(offset_of!(VmmctlHypStatus, online) == 8);
 const _: () = assert!(offset_of!(VmmctlHypStatus, answering) == 8 + 2 * 64);
 
@@ -122,10 +139,10 @@ mod tests {
 
     #[test]
     fn ioctl_numbers_match_linux_encoding() {
-        // Same values as _IOWR('V', 0, 96), _IOWR('V', 1, 96), _IOR('V', 2, 200) in C.
+        // Same values as _IOWR('V', 0, 96), _IOWR('V', 1, 96), _IOR('V', 2, 232) in C.
         assert_eq!(VMMCTL_VM_CREATE, 0xc060_5600);
         assert_eq!(VMMCTL_VM_DESTROY, 0xc060_5601);
-        assert_eq!(VMMCTL_GET_HYP_STATUS, 0x80c8_5602);
+        assert_eq!(VMMCTL_GET_HYP_STATUS, 0x80e8_5602);
     }
 
     #[test]

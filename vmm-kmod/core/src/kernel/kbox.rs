@@ -28,6 +28,20 @@ impl<T> KBox<T> {
         Ok(Self { ptr })
     }
 
+    /// Like [`KBox::try_new`], but a failure gives `value` back, so that the
+    /// caller can undo what it holds (its constructor is not enough).
+    pub fn try_new_or_return(value: T) -> Result<Self, T> {
+        let p = sys::kzalloc(core::mem::size_of::<T>(), core::mem::align_of::<T>()) as *mut T;
+        match NonNull::new(p) {
+            Some(ptr) => {
+                // SAFETY: fresh, suitably sized and aligned memory.
+                unsafe { ptr.as_ptr().write(value) };
+                Ok(Self { ptr })
+            }
+            None => Err(value),
+        }
+    }
+
     /// A `T` whose bytes are all zero, in fresh kernel memory, without
     /// building it on the stack first (for large structures).
     ///

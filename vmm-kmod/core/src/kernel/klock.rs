@@ -27,6 +27,15 @@ impl<T> KLock<T> {
         Ok(Self { raw, data: UnsafeCell::new(value) })
     }
 
+    /// Like [`KLock::new`], but a failure gives `value` back.
+    pub fn try_new_or_return(value: T) -> Result<Self, T> {
+        let raw = sys::mutex_create();
+        if raw.is_null() {
+            return Err(value);
+        }
+        Ok(Self { raw, data: UnsafeCell::new(value) })
+    }
+
     /// Takes the mutex (may sleep).
     pub fn lock(&self) -> KLockGuard<'_, T> {
         // SAFETY: `raw` is live for as long as self.

@@ -29,6 +29,7 @@ extern "C" {
     fn vmm_shim_alloc_guest_page() -> *mut u8;
     fn vmm_shim_sanitised_id_reg(crm: u32, op2: u32) -> u64;
     fn vmm_shim_put_page(p: *mut u8);
+    fn vmm_shim_counters(objects: *mut u64, pages: *mut u64, guest_pages: *mut u64);
     fn vmm_shim_totalram_bytes() -> u64;
     fn vmm_shim_signal_pending() -> bool;
     fn vmm_shim_cond_resched();
@@ -136,6 +137,13 @@ pub(super) fn sanitised_id_reg(crm: u32, op2: u32) -> u64 {
 pub(super) unsafe fn put_page(p: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe { vmm_shim_put_page(p) }
+}
+
+pub(super) fn counters() -> (u64, u64, u64) {
+    let (mut o, mut p, mut g) = (0, 0, 0);
+    // SAFETY: the shim writes the three counters through valid pointers.
+    unsafe { vmm_shim_counters(&mut o, &mut p, &mut g) };
+    (o, p, g)
 }
 
 pub(super) fn totalram_bytes() -> u64 {

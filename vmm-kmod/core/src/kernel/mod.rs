@@ -130,6 +130,11 @@ pub fn module_put() {
     sys::module_put()
 }
 
+/// What the module holds now: (kernel objects, pages, guest pages).
+pub fn counters() -> (u64, u64, u64) {
+    sys::counters()
+}
+
 /// Fills `mask` with the online CPUs.
 pub fn online_cpus(mask: &mut [u64]) {
     sys::online_cpus(mask)

@@ -13,7 +13,7 @@ pub mod timer;
 use crate::errno::{Errno, EBUSY, EINVAL};
 use context::{Context, Sys};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use exits::Pending;
 use stats::Stats;
 use vmm_uapi::VmReg;
@@ -111,6 +111,15 @@ pub struct Vcpu {
     pub waiter: crate::kernel::Waiter,
 }
 
+/// vCPUs that exist, in all VMs (for leak tests: `VMMCTL_GET_HYP_STATUS`).
+pub static LIVE: AtomicU32 = AtomicU32::new(0);
+
+impl Drop for Vcpu {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 // SAFETY: `state` is only reached through a VcpuGuard, which `busy` makes exclusive.
 unsafe impl Sync for Vcpu {}
 // SAFETY: plain data.
@@ -139,6 +148,8 @@ impl Vcpu {
         if (crate::kernel::sanitised_id_reg(7, 1) >> 40) & 0xf != 0 {
             ctx.el2.flags = context::EL2_FLAG_HCRX;
         }
+        let waiter = crate::kernel::Waiter::new()?;
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             id,
             busy: AtomicBool::new(false),
@@ -152,7 +163,7 @@ impl Vcpu {
                 quiet_at: 0,
             }),
             stats: Stats::new(),
-            waiter: crate::kernel::Waiter::new()?,
+            waiter,
         })
     }
 
