@@ -67,6 +67,12 @@ void vmm_shim_online_cpus(u64 *mask, size_t words);
 void vmm_shim_ping_cpus(u64 *mask, size_t words);
 void __noreturn vmm_shim_bug(void);
 void vmm_shim_kick_cpu_atomic(u32 cpu);
+
+/* Shim-internal (vmm_shim_eventfd.c for vmm_shim.c) */
+void vmm_kick_init(void);
+void vmm_kick_sync(void);
+
+/* C shim services: eventfds and their locks */
 void *vmm_shim_rwlock_create(void);
 void vmm_shim_rwlock_destroy(void *l);
 void vmm_shim_rwlock_read_lock(void *l);
