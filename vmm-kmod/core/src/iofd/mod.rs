@@ -183,7 +183,8 @@ impl IoFds {
     /// Lines only of SPIs that still have a resampling irqfd, so a deassign
     /// racing with a write never leaves a line up that nobody lowers.
     pub fn take_fired(&self) -> (SpiMask, SpiMask) {
-        (self.edges.take(), self.levels.take() & self.resampled.load())
+        let levels = self.levels.take();
+        (self.edges.take(), if levels == 0 { 0 } else { levels & self.resampled.load() })
     }
 
     /// The SPIs that have a resampling irqfd.
