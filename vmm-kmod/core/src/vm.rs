@@ -124,10 +124,12 @@ impl Vm {
     /// guest RAM and the vGIC's frames (if attached; attaching later checks
     /// the other way round).
     pub fn ioeventfd(&self, r: &VmIoeventfd) -> Result<(), Errno> {
+        // Held throughout, as attach_vgic holds it while checking the
+        // ioeventfds: the two cannot pass each other's checks.
+        let vgic = self.vgic.lock();
         let limit = self.mem.lock().stage2().geometry().ipa_limit();
-        let reserved = |a: u64, l: u64| {
-            self.mem.lock().overlaps(a, l) || self.vgic.lock().as_ref().is_some_and(|g| g.overlaps(a, l))
-        };
+        let reserved =
+            |a: u64, l: u64| self.mem.lock().overlaps(a, l) || vgic.as_ref().is_some_and(|g| g.overlaps(a, l));
         self.iofds.ioeventfd(r, limit, reserved)
     }
 
