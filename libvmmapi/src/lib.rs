@@ -26,7 +26,7 @@ pub use vmm_uapi::{
 };
 
 use std::fs::{File, OpenOptions};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::path::PathBuf;
 use vmm_uapi::{
     VmCpuset, VmStatDesc, VmStats, VmSuspend, VmmctlVmCreate, VmmctlVmDestroy, MAX_VM_STATS, VMMCTL_GET_HYP_STATUS,
@@ -140,6 +140,58 @@ impl Vm {
         let mut irq = vmm_uapi::VmIrq { irq: intid };
         let cmd = if level { vmm_uapi::VM_ASSERT_IRQ } else { vmm_uapi::VM_DEASSERT_IRQ };
         sys::ioctl(&self.file, cmd, &mut irq).map_err(|e| self.err("set an interrupt line", e))
+    }
+
+    fn ioeventfd(&self, gpa: u64, len: u32, datamatch: Option<u64>, fd: BorrowedFd, flags: u32) -> Result<()> {
+        let mut r = vmm_uapi::VmIoeventfd {
+            gpa,
+            datamatch: datamatch.unwrap_or(0),
+            len,
+            fd: fd.as_raw_fd(),
+            flags: flags | if datamatch.is_some() { vmm_uapi::VM_IOEVENTFD_F_DATAMATCH } else { 0 },
+            pad: 0,
+        };
+        let op =
+            if flags & vmm_uapi::VM_IOEVENTFD_F_DEASSIGN != 0 { "remove an ioeventfd" } else { "add an ioeventfd" };
+        sys::ioctl(&self.file, vmm_uapi::VM_IOEVENTFD, &mut r).map_err(|e| self.err(op, e))
+    }
+
+    /// Completes guest writes of `len` bytes (1, 2, 4 or 8; 0: any size) to
+    /// `gpa`, of the value `datamatch` if given, in the kernel by
+    /// signalling the eventfd `fd` (`VM_IOEVENTFD`): `run` does not return
+    /// for them. `EINVAL` for a bad size or an address in RAM or the vGIC,
+    /// `EEXIST` if a registration at `gpa` could take the same write,
+    /// `EBADF`/`EINVAL` if `fd` is not an eventfd, `ENOSPC` past 256.
+    pub fn add_ioeventfd(&self, gpa: u64, len: u32, datamatch: Option<u64>, fd: BorrowedFd) -> Result<()> {
+        self.ioeventfd(gpa, len, datamatch, fd, 0)
+    }
+
+    /// Removes what [`Vm::add_ioeventfd`] added with the same arguments
+    /// (`ENOENT` if nothing was).
+    pub fn remove_ioeventfd(&self, gpa: u64, len: u32, datamatch: Option<u64>, fd: BorrowedFd) -> Result<()> {
+        self.ioeventfd(gpa, len, datamatch, fd, vmm_uapi::VM_IOEVENTFD_F_DEASSIGN)
+    }
+
+    /// Makes each write to the eventfd `fd` raise SPI `irq` (`VM_IRQFD`):
+    /// as an edge, or with `resample` as a level the kernel lowers when the
+    /// guest has completed the interrupt, then signalling `resample`.
+    /// `EINVAL` for an INTID that is not an SPI, `EEXIST` if `fd` already
+    /// raises an interrupt of this VM, `EBADF`/`EINVAL` for descriptors that
+    /// are not eventfds, `ENOSPC` past 256.
+    pub fn add_irqfd(&self, irq: u32, fd: BorrowedFd, resample: Option<BorrowedFd>) -> Result<()> {
+        let mut r = vmm_uapi::VmIrqfd {
+            fd: fd.as_raw_fd(),
+            irq,
+            flags: if resample.is_some() { vmm_uapi::VM_IRQFD_F_RESAMPLE } else { 0 },
+            resamplefd: resample.map_or(-1, |f| f.as_raw_fd()),
+        };
+        sys::ioctl(&self.file, vmm_uapi::VM_IRQFD, &mut r).map_err(|e| self.err("add an irqfd", e))
+    }
+
+    /// Removes the irqfd of `fd` for SPI `irq` (`ENOENT` if there is none).
+    pub fn remove_irqfd(&self, irq: u32, fd: BorrowedFd) -> Result<()> {
+        let mut r = vmm_uapi::VmIrqfd { fd: fd.as_raw_fd(), irq, flags: vmm_uapi::VM_IRQFD_F_DEASSIGN, resamplefd: -1 };
+        sys::ioctl(&self.file, vmm_uapi::VM_IRQFD, &mut r).map_err(|e| self.err("remove an irqfd", e))
     }
 
     /// The activated vCPUs, as a bit mask.

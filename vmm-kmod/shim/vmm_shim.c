@@ -741,6 +741,7 @@ static int __init vmm_init(void)
 		kfree(ram);
 		return -ENODEV;
 	}
+	vmm_kick_init();
 	ret = vmm_core_init(nr_cpu_ids, max_vms, (const u64 (*)[2])ram->range, ram->n);
 	kfree(ram);
 	if (ret)
@@ -796,6 +797,7 @@ static void __exit vmm_exit(void)
 {
 	misc_deregister(&vmmctl_misc);
 	vmm_teardown();
+	vmm_kick_sync();
 	pr_info("unloaded: EL2 given back to the hyp stub\n");
 }
 

@@ -22,6 +22,7 @@ void vmm_vm_release(void *vm);
 long vmm_vm_ioctl(void *vm, u32 cmd, void *buf, size_t len);
 int vmm_vm_mmap(void *vm, u64 offset, u64 len, bool shared);
 int vmm_vm_fault(void *vm, u64 gpa, u64 *pa);
+void vmm_irqfd_fire(void *vm, u32 spi, bool level);
 
 /* C shim services */
 void vmm_shim_log(u32 level, const char *msg, size_t len);
@@ -66,5 +67,25 @@ void vmm_shim_module_put(void);
 void vmm_shim_online_cpus(u64 *mask, size_t words);
 void vmm_shim_ping_cpus(u64 *mask, size_t words);
 void __noreturn vmm_shim_bug(void);
+void vmm_shim_kick_cpu_atomic(u32 cpu);
+
+/* Shim-internal (vmm_shim_eventfd.c for vmm_shim.c) */
+void vmm_kick_init(void);
+void vmm_kick_sync(void);
+
+/* C shim services: eventfds and their locks */
+void *vmm_shim_rwlock_create(void);
+void vmm_shim_rwlock_destroy(void *l);
+void vmm_shim_rwlock_read_lock(void *l);
+void vmm_shim_rwlock_read_unlock(void *l);
+void vmm_shim_rwlock_write_lock(void *l);
+void vmm_shim_rwlock_write_unlock(void *l);
+int vmm_shim_eventfd_get(int fd, void **ctx);
+void vmm_shim_eventfd_signal(void *ctx);
+void vmm_shim_eventfd_put(void *ctx);
+int vmm_shim_irqfd_new(int fd, void *vm, u32 spi, bool level, void **hook, void **ctx);
+void vmm_shim_irqfd_arm(void *hook);
+bool vmm_shim_irqfd_dead(void *hook);
+void vmm_shim_irqfd_free(void *hook);
 
 #endif

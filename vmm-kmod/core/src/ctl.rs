@@ -12,9 +12,9 @@ use vmm_uapi::{
     SuspendHow, VmActivateCpu, VmCpuset, VmIrq, VmMemmap, VmMemseg, VmReg, VmRegister, VmRegisterSet, VmRun,
     VmStatDesc, VmStats, VmSuspend, VmmctlHypStatus, VmmctlVmCreate, VmmctlVmDestroy, VMMCTL_GET_HYP_STATUS,
     VMMCTL_VM_CREATE, VMMCTL_VM_DESTROY, VM_ACTIVATE_CPU, VM_ACTIVE_CPUS, VM_ALLOC_MEMSEG, VM_ASSERT_IRQ,
-    VM_ATTACH_VGIC, VM_DEASSERT_IRQ, VM_GET_CPUS, VM_GET_MEMSEG, VM_GET_REGISTER, VM_GET_REGISTER_SET, VM_MMAP_GETNEXT,
-    VM_MMAP_MEMSEG, VM_REINIT, VM_RUN, VM_SET_REGISTER, VM_SET_REGISTER_SET, VM_STATS, VM_STAT_DESC, VM_SUSPEND,
-    VM_SUSPENDED_CPUS,
+    VM_ATTACH_VGIC, VM_DEASSERT_IRQ, VM_GET_CPUS, VM_GET_MEMSEG, VM_GET_REGISTER, VM_GET_REGISTER_SET, VM_IOEVENTFD,
+    VM_IRQFD, VM_MMAP_GETNEXT, VM_MMAP_MEMSEG, VM_REINIT, VM_RUN, VM_SET_REGISTER, VM_SET_REGISTER_SET, VM_STATS,
+    VM_STAT_DESC, VM_SUSPEND, VM_SUSPENDED_CPUS,
 };
 
 /// The VMs of the module.
@@ -156,6 +156,8 @@ pub fn vm_ioctl(vm: &Vm, cmd: u32, buf: &mut [u8]) -> Result<(), Errno> {
         VM_ATTACH_VGIC => vm.attach_vgic(&read_arg(buf)?),
         VM_ASSERT_IRQ => vm.set_irq_line(read_arg::<VmIrq>(buf)?.irq, true),
         VM_DEASSERT_IRQ => vm.set_irq_line(read_arg::<VmIrq>(buf)?.irq, false),
+        VM_IOEVENTFD => vm.ioeventfd(&read_arg(buf)?),
+        VM_IRQFD => vm.irqfd(&read_arg(buf)?),
         VM_SUSPEND => {
             let s: VmSuspend = read_arg(buf)?;
             match SuspendHow::from_u32(s.how) {

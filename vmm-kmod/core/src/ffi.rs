@@ -207,3 +207,10 @@ pub extern "C" fn vmm_vm_fault(vm: *mut c_void, gpa: u64, pa: *mut u64) -> i32 {
         Err(e) => -e.0,
     }
 }
+
+/// An irqfd's eventfd was written: called by the hook's wake-up callback
+/// (interrupts off, the eventfd's lock held) with the VM it was made for.
+#[no_mangle]
+pub extern "C" fn vmm_irqfd_fire(vm: *mut c_void, spi: u32, level: bool) {
+    crate::vm::irqfd_fire_raw(vm, spi, level);
+}

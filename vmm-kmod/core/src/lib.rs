@@ -20,6 +20,7 @@ pub mod arch;
 pub mod ctl;
 pub mod errno;
 pub mod hyp;
+pub mod iofd;
 pub mod kernel;
 pub mod memory;
 pub mod mm;

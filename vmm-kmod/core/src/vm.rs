@@ -7,6 +7,7 @@
 //! file is closed.
 
 use crate::errno::{Errno, EEXIST, EINVAL, ENODEV, ENOMEM, ENOSPC};
+use crate::iofd::IoFds;
 use crate::kernel::{self, KBox, KLock, KernelGuestPages, KernelTables};
 use crate::memory::{Toucher, VmMemory};
 use crate::mm::stage2::Geometry;
@@ -18,7 +19,7 @@ use crate::vgic::Vgic;
 use crate::vmid::VMIDS;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use vmm_uapi::{SuspendHow, VmVgicDescr, VM_MAXCPU, VM_NAME_BUF};
+use vmm_uapi::{SuspendHow, VmIoeventfd, VmIrqfd, VmVgicDescr, VM_MAXCPU, VM_NAME_BUF};
 
 /// ICH_HCR_EL2.En: the virtual CPU interface is on.
 const ICH_HCR_EN: u64 = 1 << 0;
@@ -42,6 +43,7 @@ pub struct Vm {
     active: AtomicU64,
     vgic: KLock<Option<KBox<Vgic>>>,
     nr_lrs: usize,
+    iofds: IoFds,
 }
 
 impl Vm {
@@ -106,6 +108,81 @@ impl Vm {
         }
     }
 
+    /// Like [`Vm::kick`], from any context (an irqfd's callback).
+    pub fn kick_atomic(&self, mask: u64) {
+        core::sync::atomic::fence(Ordering::SeqCst);
+        for (_, slot) in self.vcpus.iter().enumerate().filter(|(n, _)| mask & (1 << n) != 0) {
+            let p = slot.load(Ordering::Acquire);
+            if !p.is_null() {
+                // SAFETY: vCPUs live as long as the VM.
+                unsafe { &*p }.kick_atomic();
+            }
+        }
+    }
+
+    /// `VM_IOEVENTFD`: the range must lie in the address space, outside
+    /// guest RAM and the vGIC's frames (if attached; attaching later checks
+    /// the other way round).
+    pub fn ioeventfd(&self, r: &VmIoeventfd) -> Result<(), Errno> {
+        // Held throughout, as attach_vgic holds it while checking the
+        // ioeventfds: the two cannot pass each other's checks.
+        let vgic = self.vgic.lock();
+        let limit = self.mem.lock().stage2().geometry().ipa_limit();
+        let reserved =
+            |a: u64, l: u64| self.mem.lock().overlaps(a, l) || vgic.as_ref().is_some_and(|g| g.overlaps(a, l));
+        self.iofds.ioeventfd(r, limit, reserved)
+    }
+
+    /// `VM_IRQFD`. An SPI that loses its last resampling irqfd has its line
+    /// lowered (nobody would lower it otherwise).
+    pub fn irqfd(&self, r: &VmIrqfd) -> Result<(), Errno> {
+        let lowered = self.iofds.irqfd(self as *const Vm as *const core::ffi::c_void, r)?;
+        if lowered != 0 {
+            if let Some(g) = self.vgic.lock().as_mut() {
+                for n in (0..128).filter(|n| lowered & (1 << n) != 0) {
+                    let _ = g.set_spi_line(crate::vgic::SPI_BASE + n, false);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// An irqfd of this VM fired (interrupts off, a spinlock held): noted
+    /// for the vGIC, every vCPU kicked (the SPI's routing is behind the
+    /// vGIC's mutex; the ones it is not for find nothing new and go back).
+    pub fn irqfd_fire(&self, spi: u32, level: bool) {
+        self.iofds.fire(spi, level);
+        self.kick_atomic(u64::MAX);
+    }
+
+    /// Moves the SPIs irqfds fired into the vGIC (its lock held). On every
+    /// entry: with nothing fired it costs a few loads.
+    fn take_irqfds(&self, vgic: &mut Vgic) {
+        let (edges, levels) = self.iofds.take_fired();
+        let mut todo = edges | levels;
+        while todo != 0 {
+            let n = todo.trailing_zeros();
+            todo &= todo - 1;
+            let intid = crate::vgic::SPI_BASE + n;
+            if edges & (1 << n) != 0 {
+                vgic.pulse_spi(intid);
+            }
+            if levels & (1 << n) != 0 {
+                let _ = vgic.set_spi_line(intid, true);
+            }
+        }
+    }
+
+    /// Runs `f` on the vGIC as a vCPU about to enter would find it (irqfds
+    /// taken in), for tests.
+    #[cfg(test)]
+    pub fn with_vgic<R>(&self, f: impl FnOnce(&mut Vgic) -> R) -> Option<R> {
+        let mut g = self.vgic.lock();
+        let vgic = g.as_mut()?;
+        self.take_irqfds(vgic);
+        Some(f(vgic))
+    }
+
     /// `VM_ATTACH_VGIC`: a GICv3 at the given addresses, once.
     pub fn attach_vgic(&self, d: &VmVgicDescr) -> Result<(), Errno> {
         if self.nr_lrs == 0 {
@@ -118,7 +195,7 @@ impl Vm {
         let nr = {
             let mem = self.mem.lock();
             let limit = mem.stage2().geometry().ipa_limit();
-            Vgic::check(d, limit, |a, l| mem.overlaps(a, l))?
+            Vgic::check(d, limit, |a, l| mem.overlaps(a, l) || self.iofds.ioevent_overlaps(a, l))?
         };
         // SAFETY: all-zero bytes are a valid Vgic (integers and bools).
         let mut g = unsafe { KBox::<Vgic>::try_new_zeroed() }?;
@@ -151,6 +228,7 @@ impl Vm {
             return 0;
         };
         self.timer_lines(vgic, id, ctx, count);
+        self.take_irqfds(vgic);
         ctx.vgic.nr_lrs = self.nr_lrs as u64;
         ctx.vgic.hcr = ICH_HCR_EN;
         if *quiet_at == vgic.generation() {
@@ -175,8 +253,13 @@ impl Vm {
             return;
         }
         let mut g = self.vgic.lock();
-        if let Some(mut view) = g.as_mut().and_then(|v| v.view(id)) {
-            view.fold(&ctx.vgic.lrs[..listed.min(16)]);
+        let done = match g.as_mut().and_then(|v| v.view(id)) {
+            Some(mut view) => view.fold(&ctx.vgic.lrs[..listed.min(16)], self.iofds.resampled()),
+            None => 0,
+        };
+        drop(g);
+        if done != 0 {
+            self.iofds.notify_resample(done);
         }
     }
 
@@ -194,6 +277,7 @@ impl Vm {
         let mut g = self.vgic.lock();
         let Some(vgic) = g.as_mut() else { return false };
         self.timer_lines(vgic, id, ctx, count);
+        self.take_irqfds(vgic);
         vgic.has_deliverable(id)
     }
 
@@ -253,8 +337,10 @@ impl Vm {
             g.reset();
             g.active = false;
         }
-        // The next bhyve attaches a GIC sized for its own vCPU count.
+        // The next bhyve attaches a GIC sized for its own vCPU count, and
+        // registers its devices' eventfds again.
         *self.vgic.lock() = None;
+        self.iofds.clear();
         self.active.store(0, Ordering::Release);
         self.suspended.store(SuspendHow::None as u32, Ordering::Release);
         Ok(())
@@ -301,6 +387,10 @@ pub struct VcpuEnv<'a> {
 }
 
 impl Env for VcpuEnv<'_> {
+    fn ioeventfd(&mut self, ipa: u64, size: u8, value: u64) -> bool {
+        self.vm.iofds.guest_write(ipa, size, value)
+    }
+
     fn is_ram(&self, ipa: u64) -> bool {
         self.vm.mem.lock().is_ram(ipa)
     }
@@ -411,6 +501,7 @@ impl VmRef {
             active: AtomicU64::new(0),
             vgic,
             nr_lrs: gic_list_registers(),
+            iofds: IoFds::new()?,
         })
         .map_err(|vm| {
             undo(Some(vm.mem.into_inner()));
@@ -472,6 +563,10 @@ impl Drop for VmRef {
             return;
         }
         core::sync::atomic::fence(Ordering::Acquire);
+        // Irqfd callbacks hold the VM's address: unhook them while it is
+        // still where they point (the VM moves out of its box below).
+        // SAFETY: that was the last reference; nothing else uses the VM.
+        unsafe { self.0.as_ref() }.iofds.clear();
         // SAFETY: that was the last reference; the box came from VmRef::new.
         let vm = KBox::into_inner(unsafe { KBox::from_raw(self.0.as_ptr()) });
         // No vCPU can run: running needs a reference. Free the vCPUs, drop
@@ -488,5 +583,14 @@ impl Drop for VmRef {
         drop(vgic);
         mem.into_inner().destroy(&mut KernelTables, &mut KernelGuestPages);
         VMIDS.free(vmid);
+    }
+}
+
+/// An irqfd's callback: the VM at `vm` fired SPI `spi`.
+pub fn irqfd_fire_raw(vm: *const core::ffi::c_void, spi: u32, level: bool) {
+    if !vm.is_null() {
+        // SAFETY: hooks are unhooked (IoFds::clear) before their VM is freed
+        // or moved, and no callback runs after that returns.
+        unsafe { &*(vm as *const Vm) }.irqfd_fire(spi, level);
     }
 }

@@ -417,6 +417,63 @@ pub struct VmIrq {
     pub irq: u32,
 }
 
+/// `struct vm_ioeventfd`: `VM_IOEVENTFD`. A guest write of `len` bytes to
+/// `gpa` (and, with [`VM_IOEVENTFD_F_DATAMATCH`], of the value `datamatch`)
+/// is completed in the kernel by signalling the eventfd `fd`: `VM_RUN` does
+/// not return for it. With [`VM_IOEVENTFD_F_DEASSIGN`] the same
+/// registration (all fields alike) is removed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmIoeventfd {
+    /// Guest physical address written (outside RAM and the vGIC's frames).
+    pub gpa: u64,
+    /// With [`VM_IOEVENTFD_F_DATAMATCH`]: the value the write must carry,
+    /// compared after truncation to the access size.
+    pub datamatch: u64,
+    /// Access size in bytes: 1, 2, 4 or 8; 0 for any size (then without
+    /// [`VM_IOEVENTFD_F_DATAMATCH`]).
+    pub len: u32,
+    /// The eventfd to signal.
+    pub fd: i32,
+    /// `VM_IOEVENTFD_F_*` bits.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub pad: u32,
+}
+
+/// [`VmIoeventfd::flags`]: only writes of the value `datamatch` match.
+pub const VM_IOEVENTFD_F_DATAMATCH: u32 = 1;
+/// [`VmIoeventfd::flags`]: remove the registration instead of adding it.
+pub const VM_IOEVENTFD_F_DEASSIGN: u32 = 2;
+/// Most ioeventfds one VM may have (`ENOSPC` beyond).
+pub const VM_MAX_IOEVENTFDS: usize = 256;
+
+/// `struct vm_irqfd`: `VM_IRQFD`. Each write to the eventfd `fd` raises
+/// SPI `irq`: as an edge (its pending state latched), or with
+/// [`VM_IRQFD_F_RESAMPLE`] as a level held until the guest completes the
+/// interrupt, when the line is lowered and `resamplefd` signalled. With
+/// [`VM_IRQFD_F_DEASSIGN`] the registration of `fd` for `irq` is removed.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmIrqfd {
+    /// The eventfd whose writes raise the interrupt.
+    pub fd: i32,
+    /// The SPI's INTID (32 and up).
+    pub irq: u32,
+    /// `VM_IRQFD_F_*` bits.
+    pub flags: u32,
+    /// With [`VM_IRQFD_F_RESAMPLE`]: the eventfd signalled when the guest
+    /// has completed the interrupt and the line was lowered.
+    pub resamplefd: i32,
+}
+
+/// [`VmIrqfd::flags`]: remove the registration instead of adding it.
+pub const VM_IRQFD_F_DEASSIGN: u32 = 1;
+/// [`VmIrqfd::flags`]: level semantics with a resample eventfd.
+pub const VM_IRQFD_F_RESAMPLE: u32 = 2;
+/// Most irqfds one VM may have (`ENOSPC` beyond).
+pub const VM_MAX_IRQFDS: usize = 256;
+
 /// The QEMU `virt` GICv3 distributor.
 pub const VGIC_DIST_BASE: u64 = 0x0800_0000;
 /// Its size.
@@ -460,6 +517,10 @@ pub const VM_ATTACH_VGIC: u32 = iow(b'v', 60, size_of::<VmVgicDescr>());
 pub const VM_ASSERT_IRQ: u32 = iow(b'v', 61, size_of::<VmIrq>());
 /// Lower an SPI's line.
 pub const VM_DEASSERT_IRQ: u32 = iow(b'v', 62, size_of::<VmIrq>());
+/// Add (or remove) an ioeventfd: guest writes completed by an eventfd.
+pub const VM_IOEVENTFD: u32 = iow(b'v', 70, size_of::<VmIoeventfd>());
+/// Add (or remove) an irqfd: an eventfd that raises an SPI.
+pub const VM_IRQFD: u32 = iow(b'v', 71, size_of::<VmIrqfd>());
 /// Read a vCPU's counters.
 pub const VM_STATS: u32 = iowr(b'v', 50, size_of::<VmStats>());
 /// Read a counter's name.
@@ -479,6 +540,12 @@ const _: () = assert!(size_of::<VmStatDesc>() == 136);
 const _: () = assert!(size_of::<VmCpuset>() == 16);
 const _: () = assert!(size_of::<VmVgicDescr>() == 32);
 const _: () = assert!(size_of::<VmIrq>() == 4);
+const _: () = assert!(size_of::<VmIoeventfd>() == 32);
+const _: () = assert!(offset_of!(VmIoeventfd, len) == 16);
+const _: () = assert!(offset_of!(VmIoeventfd, fd) == 20);
+const _: () = assert!(offset_of!(VmIoeventfd, flags) == 24);
+const _: () = assert!(size_of::<VmIrqfd>() == 16);
+const _: () = assert!(offset_of!(VmIrqfd, resamplefd) == 12);
 
 /// A register number (`enum vm_reg_name`): FreeBSD's arm64 order for the
 /// first ones (x0..x30, SP, PC, CPSR, SCTLR, TTBR0/1, TCR), then the other
@@ -700,5 +767,7 @@ mod tests {
         assert_eq!(VM_RUN, 0xc060_7601);
         assert_eq!(VM_SET_REGISTER, 0x4010_7614);
         assert_eq!(crate::ioctl::ty(VM_ALLOC_MEMSEG), b'v');
+        assert_eq!(VM_IOEVENTFD, 0x4020_7646);
+        assert_eq!(VM_IRQFD, 0x4010_7647);
     }
 }

@@ -298,3 +298,136 @@ pub(super) fn ping_cpus(mask: &mut [u64]) {
     // SAFETY: the shim writes at most `words` words.
     unsafe { vmm_shim_ping_cpus(mask.as_mut_ptr(), mask.len()) }
 }
+
+extern "C" {
+    fn vmm_shim_kick_cpu_atomic(cpu: u32);
+    fn vmm_shim_rwlock_create() -> *mut c_void;
+    fn vmm_shim_rwlock_destroy(l: *mut c_void);
+    fn vmm_shim_rwlock_read_lock(l: *mut c_void);
+    fn vmm_shim_rwlock_read_unlock(l: *mut c_void);
+    fn vmm_shim_rwlock_write_lock(l: *mut c_void);
+    fn vmm_shim_rwlock_write_unlock(l: *mut c_void);
+    fn vmm_shim_eventfd_get(fd: i32, ctx: *mut *mut c_void) -> i32;
+    fn vmm_shim_eventfd_signal(ctx: *mut c_void);
+    fn vmm_shim_eventfd_put(ctx: *mut c_void);
+    fn vmm_shim_irqfd_new(
+        fd: i32,
+        vm: *const c_void,
+        spi: u32,
+        level: bool,
+        hook: *mut *mut c_void,
+        ctx: *mut *mut c_void,
+    ) -> i32;
+    fn vmm_shim_irqfd_arm(hook: *mut c_void);
+    fn vmm_shim_irqfd_dead(hook: *mut c_void) -> bool;
+    fn vmm_shim_irqfd_free(hook: *mut c_void);
+}
+
+pub(super) fn kick_cpu_atomic(cpu: u32) {
+    // SAFETY: an asynchronous IPI with an empty handler; safe in any context.
+    unsafe { vmm_shim_kick_cpu_atomic(cpu) }
+}
+
+/// A new `rwlock_t`, or null.
+pub(super) fn rwlock_create() -> *mut c_void {
+    // SAFETY: allocation and rwlock_init.
+    unsafe { vmm_shim_rwlock_create() }
+}
+
+/// # Safety
+/// `l` came from [`rwlock_create`], is not held and not used afterwards.
+pub(super) unsafe fn rwlock_destroy(l: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_rwlock_destroy(l) }
+}
+
+/// # Safety
+/// `l` came from [`rwlock_create`] and is live.
+pub(super) unsafe fn rwlock_read_lock(l: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_rwlock_read_lock(l) }
+}
+
+/// # Safety
+/// `l` is live and held for reading by this thread.
+pub(super) unsafe fn rwlock_read_unlock(l: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_rwlock_read_unlock(l) }
+}
+
+/// # Safety
+/// `l` came from [`rwlock_create`] and is live.
+pub(super) unsafe fn rwlock_write_lock(l: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_rwlock_write_lock(l) }
+}
+
+/// # Safety
+/// `l` is live and held for writing by this thread.
+pub(super) unsafe fn rwlock_write_unlock(l: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_rwlock_write_unlock(l) }
+}
+
+fn result(r: i32) -> Result<(), Errno> {
+    if r < 0 {
+        Err(Errno(-r))
+    } else {
+        Ok(())
+    }
+}
+
+pub(super) fn eventfd_get(fd: i32) -> Result<*mut c_void, Errno> {
+    let mut ctx = core::ptr::null_mut();
+    // SAFETY: the shim looks `fd` up in the caller's table and writes `ctx` only.
+    result(unsafe { vmm_shim_eventfd_get(fd, &mut ctx) })?;
+    Ok(ctx)
+}
+
+/// # Safety
+/// `ctx` is a live reference from [`eventfd_get`].
+pub(super) unsafe fn eventfd_signal(ctx: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_eventfd_signal(ctx) }
+}
+
+/// # Safety
+/// `ctx` is a live reference from [`eventfd_get`], not used afterwards.
+pub(super) unsafe fn eventfd_put(ctx: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_eventfd_put(ctx) }
+}
+
+pub(super) fn irqfd_new(
+    fd: i32,
+    vm: *const c_void,
+    spi: u32,
+    level: bool,
+) -> Result<(*mut c_void, *mut c_void), Errno> {
+    let (mut hook, mut ctx) = (core::ptr::null_mut(), core::ptr::null_mut());
+    // SAFETY: the shim looks `fd` up and writes the two pointers only; `vm`
+    // is only stored (the caller keeps it valid while the hook is armed).
+    result(unsafe { vmm_shim_irqfd_new(fd, vm, spi, level, &mut hook, &mut ctx) })?;
+    Ok((hook, ctx))
+}
+
+/// # Safety
+/// `hook` came from [`irqfd_new`], is live and not yet armed.
+pub(super) unsafe fn irqfd_arm(hook: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_irqfd_arm(hook) }
+}
+
+/// # Safety
+/// `hook` came from [`irqfd_new`] and is live.
+pub(super) unsafe fn irqfd_dead(hook: *mut c_void) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_irqfd_dead(hook) }
+}
+
+/// # Safety
+/// `hook` came from [`irqfd_new`], is live and not used afterwards.
+pub(super) unsafe fn irqfd_free(hook: *mut c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_irqfd_free(hook) }
+}

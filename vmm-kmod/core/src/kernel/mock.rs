@@ -214,3 +214,208 @@ pub(super) fn waiter_wake(w: *mut core::ffi::c_void) {
     // SAFETY: live, from waiter_create.
     unsafe { &*(w as *const AtomicBool) }.store(true, Ordering::Release);
 }
+
+// ---- kicks, reader-writer locks and eventfds ----
+
+thread_local! {
+    /// CPUs kicked from atomic context, in order.
+    pub static ATOMIC_KICKS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+    /// The double's file table: descriptor to eventfd (`None`: open, but
+    /// some other kind of file).
+    static FDS: RefCell<Vec<(i32, Option<std::rc::Rc<MockEventfd>>)>> = const { RefCell::new(Vec::new()) };
+    /// References on eventfd contexts held by the core (gets minus puts).
+    pub static EVENTFD_REFS: RefCell<i64> = const { RefCell::new(0) };
+    /// Irqfd hooks that exist (new minus free).
+    pub static HOOKS: RefCell<i64> = const { RefCell::new(0) };
+}
+
+pub(super) fn kick_cpu_atomic(cpu: u32) {
+    ATOMIC_KICKS.with(|k| k.borrow_mut().push(cpu));
+}
+
+/// The double's rwlock: a counter, -1 while written; tests never contend.
+pub(super) fn rwlock_create() -> *mut core::ffi::c_void {
+    Box::into_raw(Box::new(std::sync::atomic::AtomicI64::new(0))) as *mut core::ffi::c_void
+}
+
+/// # Safety
+/// `l` came from [`rwlock_create`].
+pub(super) unsafe fn rwlock_destroy(l: *mut core::ffi::c_void) {
+    // SAFETY: from Box::into_raw above.
+    let b = unsafe { Box::from_raw(l as *mut std::sync::atomic::AtomicI64) };
+    assert_eq!(b.load(Ordering::Relaxed), 0, "rwlock destroyed while held");
+}
+
+fn rw(l: *mut core::ffi::c_void) -> &'static std::sync::atomic::AtomicI64 {
+    // SAFETY: live, from rwlock_create (callers' contract).
+    unsafe { &*(l as *const std::sync::atomic::AtomicI64) }
+}
+
+/// # Safety
+/// `l` came from [`rwlock_create`].
+pub(super) unsafe fn rwlock_read_lock(l: *mut core::ffi::c_void) {
+    assert!(rw(l).fetch_add(1, Ordering::Acquire) >= 0, "read lock while written");
+}
+
+/// # Safety
+/// `l` is held for reading.
+pub(super) unsafe fn rwlock_read_unlock(l: *mut core::ffi::c_void) {
+    rw(l).fetch_sub(1, Ordering::Release);
+}
+
+/// # Safety
+/// `l` came from [`rwlock_create`].
+pub(super) unsafe fn rwlock_write_lock(l: *mut core::ffi::c_void) {
+    assert!(rw(l).compare_exchange(0, -1, Ordering::Acquire, Ordering::Relaxed).is_ok(), "write lock while held");
+}
+
+/// # Safety
+/// `l` is held for writing.
+pub(super) unsafe fn rwlock_write_unlock(l: *mut core::ffi::c_void) {
+    rw(l).store(0, Ordering::Release);
+}
+
+/// A double's eventfd: its counter and the hooks watching it.
+pub struct MockEventfd {
+    count: std::cell::Cell<u64>,
+    hooks: RefCell<Vec<*mut MockHook>>,
+}
+
+/// A double's irqfd hook.
+pub struct MockHook {
+    efd: std::rc::Rc<MockEventfd>,
+    ctx: *mut core::ffi::c_void,
+    vm: *const core::ffi::c_void,
+    spi: u32,
+    level: bool,
+    dead: bool,
+}
+
+/// Opens a new eventfd in the double's file table; returns its descriptor.
+pub fn open_eventfd() -> i32 {
+    open(Some(std::rc::Rc::new(MockEventfd { count: 0.into(), hooks: RefCell::new(vec![]) })))
+}
+
+/// Opens a file that is not an eventfd; returns its descriptor.
+pub fn open_other() -> i32 {
+    open(None)
+}
+
+fn open(f: Option<std::rc::Rc<MockEventfd>>) -> i32 {
+    FDS.with(|t| {
+        let mut t = t.borrow_mut();
+        let fd = 3 + t.iter().map(|(fd, _)| fd - 2).max().unwrap_or(0);
+        t.push((fd, f));
+        fd
+    })
+}
+
+fn lookup(fd: i32) -> Option<Option<std::rc::Rc<MockEventfd>>> {
+    FDS.with(|t| t.borrow().iter().find(|(f, _)| *f == fd).map(|(_, e)| e.clone()))
+}
+
+/// Writes 1 to eventfd `fd`, as userspace would: watching hooks fire (and
+/// take the count, as the irqfd callback does).
+pub fn write_eventfd(fd: i32) {
+    let e = lookup(fd).flatten().expect("not an open eventfd");
+    e.count.set(e.count.get() + 1);
+    let hooks = e.hooks.borrow().clone();
+    for h in hooks {
+        // SAFETY: hooks on the list are live (free takes them off).
+        let h = unsafe { &*h };
+        e.count.set(0);
+        crate::vm::irqfd_fire_raw(h.vm, h.spi, h.level);
+    }
+}
+
+/// Reads (and clears) eventfd `fd`'s counter, as `read(2)` would.
+pub fn read_eventfd(fd: i32) -> u64 {
+    let e = lookup(fd).flatten().expect("not an open eventfd");
+    e.count.replace(0)
+}
+
+/// Closes `fd`; hooks on an eventfd see `POLLHUP` and stop watching.
+pub fn close_fd(fd: i32) {
+    let e = FDS.with(|t| {
+        let mut t = t.borrow_mut();
+        let i = t.iter().position(|(f, _)| *f == fd).expect("not open");
+        t.remove(i).1
+    });
+    if let Some(e) = e {
+        for h in e.hooks.borrow_mut().drain(..) {
+            // SAFETY: live, as above.
+            unsafe { (*h).dead = true };
+        }
+    }
+}
+
+pub(super) fn eventfd_get(fd: i32) -> Result<*mut core::ffi::c_void, Errno> {
+    match lookup(fd) {
+        None => Err(Errno(9)),
+        Some(None) => Err(crate::errno::EINVAL),
+        Some(Some(e)) => {
+            EVENTFD_REFS.with(|r| *r.borrow_mut() += 1);
+            Ok(std::rc::Rc::into_raw(e) as *mut core::ffi::c_void)
+        }
+    }
+}
+
+/// # Safety
+/// `ctx` is a reference from [`eventfd_get`].
+pub(super) unsafe fn eventfd_signal(ctx: *mut core::ffi::c_void) {
+    // SAFETY: a live Rc (the reference keeps it).
+    let e = unsafe { &*(ctx as *const MockEventfd) };
+    e.count.set(e.count.get() + 1);
+}
+
+/// # Safety
+/// `ctx` is a reference from [`eventfd_get`], not used afterwards.
+pub(super) unsafe fn eventfd_put(ctx: *mut core::ffi::c_void) {
+    EVENTFD_REFS.with(|r| *r.borrow_mut() -= 1);
+    // SAFETY: from Rc::into_raw in eventfd_get.
+    drop(unsafe { std::rc::Rc::from_raw(ctx as *const MockEventfd) });
+}
+
+pub(super) fn irqfd_new(
+    fd: i32,
+    vm: *const core::ffi::c_void,
+    spi: u32,
+    level: bool,
+) -> Result<(*mut core::ffi::c_void, *mut core::ffi::c_void), Errno> {
+    let ctx = eventfd_get(fd)?;
+    let efd = lookup(fd).flatten().expect("just looked up");
+    let h = Box::into_raw(Box::new(MockHook { efd, ctx, vm, spi, level, dead: false }));
+    HOOKS.with(|n| *n.borrow_mut() += 1);
+    Ok((h as *mut core::ffi::c_void, ctx))
+}
+
+/// # Safety
+/// `hook` came from [`irqfd_new`] and is not armed.
+pub(super) unsafe fn irqfd_arm(hook: *mut core::ffi::c_void) {
+    // SAFETY: live hook.
+    let h = unsafe { &*(hook as *mut MockHook) };
+    h.efd.hooks.borrow_mut().push(hook as *mut MockHook);
+    if h.efd.count.get() != 0 {
+        crate::vm::irqfd_fire_raw(h.vm, h.spi, h.level);
+    }
+}
+
+/// # Safety
+/// `hook` came from [`irqfd_new`].
+pub(super) unsafe fn irqfd_dead(hook: *mut core::ffi::c_void) -> bool {
+    // SAFETY: live hook.
+    unsafe { (*(hook as *mut MockHook)).dead }
+}
+
+/// # Safety
+/// `hook` came from [`irqfd_new`] and is not used afterwards.
+pub(super) unsafe fn irqfd_free(hook: *mut core::ffi::c_void) {
+    // SAFETY: from Box::into_raw in irqfd_new.
+    let h = unsafe { Box::from_raw(hook as *mut MockHook) };
+    h.efd.hooks.borrow_mut().retain(|&p| p != hook as *mut MockHook);
+    let ctx = h.ctx;
+    drop(h);
+    // SAFETY: the hook's own reference, taken in irqfd_new.
+    unsafe { eventfd_put(ctx) };
+    HOOKS.with(|n| *n.borrow_mut() -= 1);
+}

@@ -15,19 +15,23 @@ pub mod linux;
 #[cfg(target_os = "none")]
 use linux as sys;
 
+mod eventfd;
 mod guest_pages;
 mod kbox;
 mod klock;
 mod mutex;
 mod page;
+mod rwlock;
 mod tables;
 mod waiter;
 
+pub use eventfd::{Eventfd, IrqfdHook};
 pub use guest_pages::{clean_to_poc, KernelGuestPages};
 pub use kbox::KBox;
 pub use klock::{KLock, KLockGuard};
 pub use mutex::{KMutex, KMutexGuard};
 pub use page::{Page, PAGE_SIZE};
+pub use rwlock::{KReadGuard, KRwLock, KWriteGuard};
 pub use tables::KernelTables;
 pub use waiter::Waiter;
 
@@ -98,6 +102,13 @@ pub fn guest_exit() {
 /// Interrupts CPU `cpu`, so a guest running there exits.
 pub fn kick_cpu(cpu: u32) {
     sys::kick_cpu(cpu)
+}
+
+/// Like [`kick_cpu`], from any context, interrupts off and spinlocks held
+/// included (an eventfd's wake-up callback): an interrupt is on its way to
+/// `cpu` when this returns, or one already queued there is still to come.
+pub fn kick_cpu_atomic(cpu: u32) {
+    sys::kick_cpu_atomic(cpu)
 }
 
 /// Copies from a user address; false if it is not readable.

@@ -119,6 +119,9 @@ mod tests {
         fn kernel_mmio(&mut self, _: u64, _: u8, _: bool, _: u64) -> Option<u64> {
             unreachable!()
         }
+        fn ioeventfd(&mut self, _: u64, _: u8, _: u64) -> bool {
+            unreachable!()
+        }
         fn send_sgi(&mut self, _: u64) {
             unreachable!()
         }

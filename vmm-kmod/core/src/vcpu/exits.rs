@@ -32,6 +32,9 @@ pub trait Env {
     /// An access the kernel emulates itself (the vGIC's frames):
     /// `Some(value read)` (0 for a write) if handled, `None` if not ours.
     fn kernel_mmio(&mut self, ipa: u64, size: u8, write: bool, data: u64) -> Option<u64>;
+    /// A guest write of `size` bytes of `value` to `ipa`: true if an
+    /// ioeventfd took it (signalled; the write is complete).
+    fn ioeventfd(&mut self, ipa: u64, size: u8, value: u64) -> bool;
     /// The guest wrote `value` to ICC_SGI1R_EL1 (or its siblings).
     fn send_sgi(&mut self, value: u64);
     /// The physical count (CNTPCT) now, for the emulated physical timer.
@@ -247,6 +250,11 @@ fn data_abort(
         return hyp(ctx, out, hyp_reason::DABT_NO_SYNDROME);
     };
     let data = if da.write { da.write_value(ctx.reg(da.reg)) } else { 0 };
+    if da.write && mem.ioeventfd(ipa, da.size, data) {
+        ctx.skip(esr.insn_len());
+        stats.inc(Stat::Ioeventfd);
+        return Outcome::Resume;
+    }
     if let Some(v) = mem.kernel_mmio(ipa, da.size, da.write, data) {
         if !da.write {
             ctx.set_reg(da.reg, da.read_value(v));
@@ -439,6 +447,9 @@ mod tests {
                 0x30
             })
         }
+        fn ioeventfd(&mut self, ipa: u64, size: u8, value: u64) -> bool {
+            (ipa, size, value) == (0x0a00_0050, 4, 1)
+        }
         fn send_sgi(&mut self, value: u64) {
             self.sgis.push(value);
         }
@@ -626,6 +637,24 @@ mod tests {
         assert_eq!((out.inst_emul().write, out.inst_emul().data), (true, 0xabcd));
         complete(&mut c, &mut p, None);
         assert_eq!(c.pc, 0x4000_1004);
+    }
+
+    #[test]
+    fn a_notify_write_with_an_ioeventfd_stays_in_the_kernel() {
+        // str w2, [0x0a000050] (ISV, word, SRT 2, write) with w2 = 1: matched.
+        let mut c = exit(0x9382_0046, 0x0a00_0050, 0x0a00_0050);
+        c.x[2] = 0xffff_ffff_0000_0001;
+        let stats = Stats::new();
+        let (mut out, mut p) = (VmExit::default(), Pending::None);
+        assert_eq!(handle(&mut c, &mut mem(), &stats, &mut out, &mut p), Outcome::Resume);
+        assert_eq!((c.pc, p), (0x4000_1004, Pending::None), "stepped, nothing pending");
+        assert_eq!((stats.get(Stat::Ioeventfd as usize), stats.get(Stat::Mmio as usize)), (1, 0));
+        // Another value, or a read of the address: userspace's.
+        c.x[2] = 2;
+        c.pc = 0x4000_1000;
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::ToUser);
+        let mut c = exit(0x9380_0006, 0x0a00_0050, 0x0a00_0050);
+        assert_eq!(run(&mut c, &mut mem()).0, Outcome::ToUser);
     }
 
     #[test]

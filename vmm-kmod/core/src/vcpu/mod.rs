@@ -177,6 +177,16 @@ impl Vcpu {
         }
     }
 
+    /// Like [`Vcpu::kick`], from any context: interrupts off and spinlocks
+    /// held included (an irqfd's callback).
+    pub fn kick_atomic(&self) {
+        self.waiter.wake();
+        let cpu = self.running_on.load(Ordering::SeqCst);
+        if cpu >= 0 {
+            crate::kernel::kick_cpu_atomic(cpu as u32);
+        }
+    }
+
     /// Takes the vCPU, or `EBUSY` if it is running or being accessed.
     pub fn try_lock(&self) -> Result<VcpuGuard<'_>, Errno> {
         if self.busy.swap(true, Ordering::Acquire) {

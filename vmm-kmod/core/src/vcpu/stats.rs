@@ -43,10 +43,12 @@ pub enum Stat {
     /// Whole-VM cleans of guest memory to the point of coherency (set/way
     /// emulation and cache on/off toggles after it).
     MemoryClean,
+    /// MMIO writes completed in the kernel by an ioeventfd.
+    Ioeventfd,
 }
 
 /// Number of counters.
-pub const STAT_COUNT: usize = 18;
+pub const STAT_COUNT: usize = 19;
 
 /// Names, as `bhyvectl --get-stats` prints them.
 pub const STAT_NAMES: [&str; STAT_COUNT] = [
@@ -68,6 +70,7 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "other exits",
     "set/way cache operations",
     "guest memory cleaned to poc",
+    "mmio writes completed by ioeventfd",
 ];
 
 /// One vCPU's counters.

@@ -111,13 +111,15 @@ impl View<'_> {
             }
             if irq.deliverable() || (irq.active && irq.pending_latch) {
                 lr |= LR_PENDING;
-                if irq.edge || irq.pending_latch {
+                if irq.edge {
                     // The list register holds the pending state now.
                     irq.pending_latch = false;
                 }
-                if !irq.edge {
-                    lr |= LR_EOI;
-                }
+            }
+            if !irq.edge {
+                // A level-sensitive one is looked at again when the guest is
+                // done with it (deactivation), listed pending or active.
+                lr |= LR_EOI;
             }
             // While listed, our copy is not active: the LR says.
             irq.active = false;
@@ -128,16 +130,33 @@ impl View<'_> {
     }
 
     /// Takes back the state of the list registers the guest ran with.
-    pub fn fold(&mut self, lrs: &[u64]) {
+    /// Level-sensitive SPIs in `resampled` (irqfds with a resample eventfd)
+    /// that the guest completed (their list register went invalid) have
+    /// their line lowered; they are returned, bit n for INTID 32 + n.
+    pub fn fold(&mut self, lrs: &[u64], resampled: u128) -> u128 {
+        let mut done = 0;
         for &lr in lrs {
             let intid = (lr & 0xffff_ffff) as u32;
             let Some(irq) = self.irq_mut(intid) else { continue };
             irq.active = lr & LR_ACTIVE != 0;
-            if lr & LR_PENDING != 0 && (irq.edge || lr & LR_EOI == 0) {
-                // Not acknowledged yet: pending again in our state.
-                irq.pending_latch = true;
+            let pending = lr & LR_PENDING != 0;
+            if irq.edge {
+                if pending {
+                    // Not acknowledged yet: pending again in our state.
+                    irq.pending_latch = true;
+                }
+            } else if !pending {
+                // Acknowledged: a latched (ISPENDR, irqfd) pending state is
+                // consumed; one still listed pending keeps it.
+                irq.pending_latch = false;
+                let bit = intid.checked_sub(super::SPI_BASE).map_or(0, |n| 1u128 << n);
+                if !irq.active && resampled & bit != 0 {
+                    irq.line = false;
+                    done |= bit;
+                }
             }
         }
+        done
     }
 
     fn irq(&self, intid: u32) -> Option<&Irq> {
@@ -181,16 +200,16 @@ mod tests {
         assert_eq!(f.lrs[0], 3 | LR_PENDING | LR_GROUP1 | 0xa0 << 48);
         assert!(!v.redist.private[3].pending_latch, "the LR holds it");
         // The guest did not get to it: pending again.
-        v.fold(&f.lrs[..1]);
+        v.fold(&f.lrs[..1], 0);
         assert!(v.redist.private[3].pending_latch);
         // The guest acknowledged it: active, not pending.
         let f = v.flush(4);
-        v.fold(&[f.lrs[0] & !LR_PENDING | LR_ACTIVE]);
+        v.fold(&[f.lrs[0] & !LR_PENDING | LR_ACTIVE], 0);
         assert!(v.redist.private[3].active && !v.redist.private[3].pending());
         // Active ones stay listed until deactivated.
         let f = v.flush(4);
         assert_eq!(f.lrs[0] & (LR_ACTIVE | LR_PENDING), LR_ACTIVE);
-        v.fold(&[f.lrs[0] & !LR_ACTIVE]);
+        v.fold(&[f.lrs[0] & !LR_ACTIVE], 0);
         assert!(!v.redist.private[3].active);
         assert_eq!(v.flush(4).n, 0);
     }
@@ -202,10 +221,48 @@ mod tests {
         let mut v = View { dist: &mut d, redist: &mut r, irm_target: true };
         let f = v.flush(4);
         assert_eq!(f.lrs[0] & (LR_PENDING | LR_EOI), LR_PENDING | LR_EOI);
-        v.fold(&[f.lrs[0] & !LR_PENDING]); // acknowledged and EOIed
+        v.fold(&[f.lrs[0] & !LR_PENDING], 0); // acknowledged and EOIed
         assert!(v.redist.private[27].pending(), "the line is still high");
         v.redist.private[27].set_line(false);
         assert_eq!(v.flush(4).n, 0);
+    }
+
+    #[test]
+    fn a_latched_level_interrupt_waits_for_its_acknowledgement() {
+        let (mut d, mut r) = setup();
+        d.spi_mut(40).unwrap().pending_latch = true; // level, latched (an irqfd edge)
+        let mut v = View { dist: &mut d, redist: &mut r, irm_target: true };
+        let f = v.flush(4);
+        assert_eq!(f.lrs[0] & (LR_PENDING | LR_EOI), LR_PENDING | LR_EOI);
+        v.fold(&f.lrs[..1], 0); // an exit before the guest took it
+        assert!(v.dist.spi(40).unwrap().pending(), "not lost");
+        let f = v.flush(4);
+        v.fold(&[f.lrs[0] & !LR_PENDING | LR_ACTIVE], 0); // acknowledged
+        assert!(!v.dist.spi(40).unwrap().pending_latch, "consumed");
+        // Listed again as active, still asking for the EOI maintenance.
+        let f = v.flush(4);
+        assert_eq!(f.lrs[0] & (LR_ACTIVE | LR_PENDING | LR_EOI), LR_ACTIVE | LR_EOI);
+    }
+
+    #[test]
+    fn a_completed_resampled_spi_is_lowered_and_reported() {
+        let (mut d, mut r) = setup();
+        d.spi_mut(41).unwrap().set_line(true);
+        d.spi_mut(42).unwrap().set_line(true);
+        let watch = 1u128 << 9; // INTID 41 only
+        let mut v = View { dist: &mut d, redist: &mut r, irm_target: true };
+        let f = v.flush(4);
+        assert_eq!(f.n, 2);
+        // Acknowledged, not yet EOIed: nothing done.
+        let acked: Vec<u64> = f.lrs[..2].iter().map(|l| l & !LR_PENDING | LR_ACTIVE).collect();
+        assert_eq!(v.fold(&acked, watch), 0);
+        // Deactivated: 41 is lowered and reported, 42 (no resampler) stays high.
+        let f = v.flush(4);
+        let done: Vec<u64> = f.lrs[..2].iter().map(|l| l & !(LR_PENDING | LR_ACTIVE)).collect();
+        assert_eq!(v.fold(&done, watch), watch);
+        assert!(!v.dist.spi(41).unwrap().line && v.dist.spi(42).unwrap().line);
+        let f = v.flush(4);
+        assert_eq!((f.n, f.lrs[0] & 0xffff), (1, 42));
     }
 
     #[test]

@@ -181,6 +181,22 @@ impl Vgic {
         Ok(())
     }
 
+    /// Latches SPI `intid` pending, as an edge on its line would whatever
+    /// its configured trigger (an irqfd without resampling).
+    pub fn pulse_spi(&mut self, intid: u32) {
+        if let Some(q) = self.dist.spi_mut(intid as usize) {
+            q.pending_latch = true;
+            self.generation += 1;
+        }
+    }
+
+    /// Whether `[addr, addr + len)` meets the distributor's or the
+    /// redistributors' frames.
+    pub fn overlaps(&self, addr: u64, len: u64) -> bool {
+        let meets = |base: u64, size: u64| addr < base.saturating_add(size) && base < addr.saturating_add(len);
+        meets(self.dist_base, vmm_uapi::VGIC_DIST_SIZE) || meets(self.redist_base, self.nr_redists as u64 * REDIST_SIZE)
+    }
+
     /// Sets the line of vCPU `vcpu`'s PPI `intid` (its timers).
     pub fn set_ppi_line(&mut self, vcpu: usize, intid: u32, level: bool) {
         if let Some(q) = self.redists.get_mut(vcpu).and_then(|r| r.private.get_mut(intid as usize)) {
