@@ -479,6 +479,7 @@ impl VmRef {
             VMIDS.free(vmid);
         };
         let vgic = KLock::new(None).inspect_err(|_| undo(None))?;
+        let iofds = IoFds::new().inspect_err(|_| undo(None))?;
         let mem = VmMemory::new(&mut KernelTables, geo).inspect_err(|_| undo(None))?;
         let mem = KLock::try_new_or_return(mem).map_err(|m| {
             undo(Some(m));
@@ -501,7 +502,7 @@ impl VmRef {
             active: AtomicU64::new(0),
             vgic,
             nr_lrs: gic_list_registers(),
-            iofds: IoFds::new()?,
+            iofds,
         })
         .map_err(|vm| {
             undo(Some(vm.mem.into_inner()));
