@@ -20,6 +20,9 @@ pub struct Targets {
     rw: *mut u8,
     ro: *mut u8,
     unmapped: u64,
+    /// Descriptors for VM_IOEVENTFD and VM_IRQFD: eventfds, and others
+    /// that are not (a regular file, a closed number).
+    fds: Vec<i32>,
 }
 
 // SAFETY: the pages are only ever used as ioctl arguments; the kernel copies
@@ -46,7 +49,19 @@ impl Targets {
         let gone = map(libc::PROT_READ)?;
         // SAFETY: unmaps the mapping just made, leaving its address unmapped.
         unsafe { libc::munmap(gone as *mut libc::c_void, 8192) };
-        Ok(Targets { rw, ro, unmapped: gone as u64 })
+        let mut fds = vec![];
+        for _ in 0..4 {
+            // SAFETY: a new eventfd, kept open for the whole run.
+            fds.push(unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) });
+        }
+        // SAFETY: opens /dev/null (not an eventfd); the path is a valid C string.
+        fds.push(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) });
+        // SAFETY: a descriptor opened and closed at once: its number is free, for now.
+        let closed = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        // SAFETY: closes the descriptor just opened.
+        unsafe { libc::close(closed) };
+        fds.extend([closed, -1, 100_000]);
+        Ok(Targets { rw, ro, unmapped: gone as u64, fds })
     }
 
     /// A pointer for an argument of `len` bytes: mostly a valid buffer
@@ -195,7 +210,7 @@ fn cpuid(rng: &mut Rng) -> i32 {
 /// One call on a VM's node (`VM_RUN` is left to [`run_call`]); its errno
 /// is the tally's `last`.
 pub fn vm_call(vm: &File, rng: &mut Rng, t: &Targets, tally: &mut Tally) {
-    match rng.below(22) {
+    match rng.below(24) {
         0 => tally.add("VM_REINIT", ioctl(vm, VM_REINIT, 0)),
         1 => {
             let s = VmSuspend { how: rng.below(8) as u32 };
@@ -282,8 +297,43 @@ pub fn vm_call(vm: &File, rng: &mut Rng, t: &Targets, tally: &mut Tally) {
             };
             tally.add("VM_STAT_DESC", ioctl(vm, VM_STAT_DESC, t.arg(rng, &bytes(&d))));
         }
+        20 => {
+            let gpa = match rng.below(4) {
+                0 => rng.edgy(),
+                1 => VM_SYSMEM_BASE + rng.below(4096),
+                2 => VGIC_DIST_BASE + rng.below(0x1_0000),
+                _ => 0x0a00_0050 + (rng.below(32) << 9),
+            };
+            let f = VmIoeventfd {
+                gpa,
+                datamatch: rng.edgy(),
+                len: *rng.pick(&[0, 1, 2, 4, 8, 3, 16, u32::MAX]),
+                fd: *rng.pick(&t.fds),
+                flags: if rng.one_in(8) { rng.u64() as u32 } else { rng.below(4) as u32 },
+                pad: if rng.one_in(16) { 1 } else { 0 },
+            };
+            tally.add("VM_IOEVENTFD", ioctl(vm, VM_IOEVENTFD, t.arg(rng, &bytes(&f))));
+        }
+        21 => {
+            let f = VmIrqfd {
+                fd: *rng.pick(&t.fds),
+                irq: if rng.one_in(2) { 32 + rng.below(130) as u32 } else { rng.edgy() as u32 },
+                flags: if rng.one_in(8) { rng.u64() as u32 } else { rng.below(4) as u32 },
+                resamplefd: *rng.pick(&t.fds),
+            };
+            tally.add("VM_IRQFD", ioctl(vm, VM_IRQFD, t.arg(rng, &bytes(&f))));
+        }
+        22 => poke(rng, t),
         _ => raw_call(vm, rng, t, tally, b'v'),
     }
+}
+
+/// Writes to the eventfds now and then, so registered irqfds fire while
+/// everything else goes on.
+pub fn poke(rng: &mut Rng, t: &Targets) {
+    let fd = t.fds[rng.below(4) as usize];
+    // SAFETY: an 8-byte write to one of our eventfds (it may be full: EAGAIN).
+    unsafe { libc::write(fd, 1u64.to_ne_bytes().as_ptr() as *const libc::c_void, 8) };
 }
 
 /// `VM_SET_REGISTER_SET` / `VM_GET_REGISTER_SET`: the arrays behind the

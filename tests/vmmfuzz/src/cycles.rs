@@ -6,6 +6,7 @@
 //! failure must be a clean errno (or a clean stop of the VM), the VM
 //! destroyable, and nothing leaked.
 
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 use vmmapi::{Errno, Exit, HypStatus, Vm, VmReg, VM_SYSMEM_BASE};
 
@@ -20,6 +21,16 @@ type Failure = (&'static str, String);
 
 fn at<T>(step: &'static str, r: vmmapi::Result<T>) -> Result<T, Failure> {
     r.map_err(|e| (step, e.errno().to_string()))
+}
+
+fn eventfd() -> Result<OwnedFd, Failure> {
+    // SAFETY: a new eventfd, owned by the OwnedFd below.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(("eventfd", std::io::Error::last_os_error().to_string()));
+    }
+    // SAFETY: fd is new and ours.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The loader child's exit status after a SIGBUS.
@@ -63,6 +74,11 @@ fn life(guest: &[u8]) -> Result<(), Failure> {
     at("memory", vm.setup_memory(MEM))?;
     load(&vm, guest)?;
     at("vgic", vm.attach_vgic(1))?;
+    // A device's eventfds, as bhyve registers them for a virtio queue.
+    let notify = eventfd()?;
+    let irq = eventfd()?;
+    at("ioeventfd", vm.add_ioeventfd(0x0a00_0050, 4, Some(0), notify.as_fd()))?;
+    at("irqfd", vm.add_irqfd(48, irq.as_fd(), None))?;
     let v = vm.vcpu(0);
     at("vcpu", v.activate())?;
     at("registers", v.set_register(VmReg::PC, VM_SYSMEM_BASE))?;
