@@ -15,6 +15,7 @@
 //! Guest memory is anything `vm-memory` can read and write by guest
 //! address: the VM's mapping in bhyve, an anonymous one in tests.
 
+use crate::devmgr::Placement;
 use crate::error::Error;
 use crate::fdt::{create_fdt, FdtConfig, RNG_SEED_LEN};
 use crate::psci::Platform;
@@ -48,12 +49,13 @@ pub fn urandom_seeds() -> std::io::Result<Seeds> {
 }
 
 /// If bhyveload left its boot parameters at the top of RAM, replaces them
-/// with the device tree of the VM `p` and returns the tree's address (for
+/// with the device tree of the VM `p` with `devices` and returns the tree's address (for
 /// vCPU 0's x0); else leaves memory as it is and returns `None`. `seeds` is
 /// called only when a tree is built.
 pub fn install_device_tree(
     mem: &impl Memory,
     p: &Platform,
+    devices: &[Placement],
     seeds: impl FnOnce() -> std::io::Result<Seeds>,
 ) -> Result<Option<u64>, Error> {
     if p.ram_size < DTB_MAX {
@@ -87,6 +89,7 @@ pub fn install_device_tree(
         initrd,
         rng_seed,
         kaslr_seed,
+        devices: devices.to_vec(),
     };
     let tree = create_fdt(&cfg).map_err(Error::DeviceTree)?;
     replace(mem, addr, old_len, &tree)?;

@@ -1,6 +1,7 @@
 //! bhyve's one error type. Each message is one line, printed after `bhyve: `.
 
 use crate::bus::BusError;
+use crate::devmgr::PlaceError;
 use crate::fdt::FdtError;
 use crate::hyp_exit;
 use vmmapi::size::format_size;
@@ -53,9 +54,9 @@ pub enum Error {
     /// The device tree could not be built.
     #[error("cannot build the device tree: {0}")]
     DeviceTree(FdtError),
-    /// A device could not be placed on the bus.
+    /// A device could not be placed.
     #[error("cannot place a device: {0}")]
-    Bus(BusError),
+    Place(#[from] PlaceError),
     /// The console could not be set up.
     #[error("cannot set up the console: {0}")]
     Console(String),

@@ -9,6 +9,7 @@ pub mod bus;
 pub mod cli;
 pub mod console;
 pub mod devices;
+pub mod devmgr;
 pub mod error;
 pub mod fdt;
 pub mod fpcheck;

@@ -5,16 +5,14 @@
 //! with that signal.
 
 use bhyve::boot;
-use bhyve::bus::Bus;
 use bhyve::console::Console;
 use bhyve::devices::irq::SpiLine;
 use bhyve::devices::pl011::Pl011;
 use bhyve::devices::pl031::{self, Pl031};
 use bhyve::devices::testdev::TestDev;
+use bhyve::devmgr::{DeviceManager, Placement, Slot};
 use bhyve::error::Error;
-use bhyve::layout::{
-    PL011_BASE, PL011_SIZE, PL011_SPI, PL031_BASE, PL031_SIZE, RAM_BASE, TESTDEV_BASE, TESTDEV_SIZE, TESTDEV_SPI,
-};
+use bhyve::layout::RAM_BASE;
 use bhyve::power::Cpus;
 use bhyve::psci::Platform;
 use bhyve::smp::{self, SignalKick};
@@ -54,20 +52,20 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let ram_size = check_memory(&vm, opts.mem_size)?;
     attach_gic(&vm, opts.cpus)?;
     let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
-    boot_linux(&vm, &platform)?;
 
-    let mut bus = Bus::new();
-    let uart = Arc::new(Pl011::new(SpiLine::new(vm.clone(), PL011_SPI), std::io::stdout()));
-    bus.insert(uart.clone(), PL011_BASE, PL011_SIZE).map_err(Error::Bus)?;
-    bus.insert(Arc::new(Pl031::new(pl031::host_seconds)), PL031_BASE, PL031_SIZE).map_err(Error::Bus)?;
+    let mut devices = DeviceManager::new();
+    let uart = Arc::new(Pl011::new(spi_of(&vm, Slot::Pl011)?, std::io::stdout()));
+    devices.add(Slot::Pl011, uart.clone())?;
+    devices.add(Slot::Pl031, Arc::new(Pl031::new(pl031::host_seconds)))?;
     let testdev = match opts.testdev {
         Some(param) => {
-            let dev = Arc::new(TestDev::with_irq(param, Box::new(SpiLine::new(vm.clone(), TESTDEV_SPI))));
-            bus.insert(dev.clone(), TESTDEV_BASE, TESTDEV_SIZE).map_err(Error::Bus)?;
+            let dev = Arc::new(TestDev::with_irq(param, Box::new(spi_of(&vm, Slot::TestDev)?)));
+            devices.add(Slot::TestDev, dev.clone())?;
             Some(dev)
         }
         None => None,
     };
+    boot_linux(&vm, &platform, devices.placements())?;
 
     let cpus = Arc::new(Cpus::new(platform.vcpus));
     // Handlers first: a signal between raw mode and the vCPUs must still
@@ -90,7 +88,7 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let cli::ConsoleKind::Stdio = opts.console;
     let console = Console::start(uart).map_err(Error::Console)?;
 
-    let machine = Machine { bus: &bus, cpus: &cpus, platform };
+    let machine = Machine { bus: devices.bus(), cpus: &cpus, platform };
     let vcpus = (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some())).collect();
     let (stop, vcpus) = smp::run(&machine, vcpus, signals::pending, &SignalKick::new(platform.vcpus));
 
@@ -127,11 +125,17 @@ fn attach_gic(vm: &Vm, cpus: u32) -> Result<(), Error> {
 
 /// If bhyveload left boot parameters for a Linux kernel, puts the device
 /// tree in their place and its address in vCPU 0's x0, before any vCPU runs.
-fn boot_linux(vm: &Vm, platform: &Platform) -> Result<(), Error> {
-    if let Some(dtb) = boot::install_device_tree(&vm.map_memory()?, platform, boot::urandom_seeds)? {
+fn boot_linux(vm: &Vm, platform: &Platform, devices: &[Placement]) -> Result<(), Error> {
+    if let Some(dtb) = boot::install_device_tree(&vm.map_memory()?, platform, devices, boot::urandom_seeds)? {
         vm.vcpu(0).set_register(VmReg::x(0), dtb)?;
     }
     Ok(())
+}
+
+/// The level-sensitive line of the device at `slot`.
+fn spi_of(vm: &Arc<Vm>, slot: Slot) -> Result<SpiLine, Error> {
+    let intid = slot.placement()?.intid().expect("a slot with an interrupt");
+    Ok(SpiLine::new(vm.clone(), intid))
 }
 
 fn open_vm(name: &str) -> Result<Vm, Error> {

@@ -69,7 +69,7 @@ fn with_block(params: &BootParams) -> FakeRam {
 fn block_becomes_a_tree() {
     let params = BootParams { initrd: (0x5000_0000, 0x12_3456), cmdline: "console=ttyAMA0 quiet".into() };
     let mem = with_block(&params);
-    assert_eq!(install_device_tree(&*mem, &P, seeds).unwrap(), Some(DTB));
+    assert_eq!(install_device_tree(&*mem, &P, &[], seeds).unwrap(), Some(DTB));
 
     let bytes = mem.snapshot();
     assert_eq!(bytes[..4], 0xd00d_feedu32.to_be_bytes(), "FDT magic");
@@ -89,14 +89,14 @@ fn block_becomes_a_tree() {
     assert_eq!(reg, [RAM.to_be_bytes(), (512 * MIB).to_be_bytes()].concat());
 
     // Run again (bhyve restarted without bhyveload): the tree stays.
-    assert_eq!(install_device_tree(&*mem, &P, no_seeds).unwrap(), None);
+    assert_eq!(install_device_tree(&*mem, &P, &[], no_seeds).unwrap(), None);
     assert_eq!(mem.snapshot(), bytes);
 }
 
 #[test]
 fn no_initrd() {
     let mem = with_block(&BootParams { initrd: (0x5000_0000, 0), cmdline: String::new() });
-    assert_eq!(install_device_tree(&*mem, &P, seeds).unwrap(), Some(DTB));
+    assert_eq!(install_device_tree(&*mem, &P, &[], seeds).unwrap(), Some(DTB));
     let bytes = mem.snapshot();
     let fdt = fdt::Fdt::new(&bytes).unwrap();
     let chosen = fdt.find_node("/chosen").unwrap();
@@ -112,7 +112,7 @@ fn anything_else_is_left_alone() {
         let mem = FakeRam::top(0x5a);
         mem.write(DTB, &head).unwrap();
         let before = mem.snapshot();
-        assert_eq!(install_device_tree(&*mem, &P, no_seeds).unwrap(), None, "{head:x?}");
+        assert_eq!(install_device_tree(&*mem, &P, &[], no_seeds).unwrap(), None, "{head:x?}");
         assert_eq!(mem.snapshot(), before);
     }
 }
@@ -121,34 +121,34 @@ fn anything_else_is_left_alone() {
 fn ram_smaller_than_the_region_has_no_block() {
     let tiny = Platform { ram_size: MIB, ..P };
     let mem = FakeRam::new(RAM, MIB as usize, 0);
-    assert_eq!(install_device_tree(&*mem, &tiny, no_seeds).unwrap(), None);
+    assert_eq!(install_device_tree(&*mem, &tiny, &[], no_seeds).unwrap(), None);
 }
 
 #[test]
 fn errors() {
     // Memory that is not there.
     let mem = FakeRam::new(RAM, 4096, 0);
-    let e = install_device_tree(&*mem, &P, no_seeds).unwrap_err();
+    let e = install_device_tree(&*mem, &P, &[], no_seeds).unwrap_err();
     assert_eq!(e.to_string(), "cannot read 4096 bytes of guest memory at 0x5fe00000, where the device tree goes");
 
     // The magic, then nonsense: a command line longer than there can be.
     let mem = with_block(&BootParams { initrd: (0, 0), cmdline: "x".into() });
     mem.write(DTB + 32, &u32::MAX.to_le_bytes()).unwrap();
-    let e = install_device_tree(&*mem, &P, no_seeds).unwrap_err();
+    let e = install_device_tree(&*mem, &P, &[], no_seeds).unwrap_err();
     assert_eq!(e.to_string(), "the boot parameters at 0x5fe00000 are damaged (load the VM again with bhyveload)");
 
     // An initrd that wraps around.
     let mem = with_block(&BootParams { initrd: (u64::MAX - 10, 20), cmdline: "x".into() });
-    assert!(matches!(install_device_tree(&*mem, &P, no_seeds), Err(Error::BadBootParams { gpa: DTB })));
+    assert!(matches!(install_device_tree(&*mem, &P, &[], no_seeds), Err(Error::BadBootParams { gpa: DTB })));
 
     // No random bytes.
     let mem = with_block(&BootParams::default());
-    let e = install_device_tree(&*mem, &P, || Err(std::io::Error::other("no entropy"))).unwrap_err();
+    let e = install_device_tree(&*mem, &P, &[], || Err(std::io::Error::other("no entropy"))).unwrap_err();
     assert_eq!(e.to_string(), "cannot read /dev/urandom for the device tree's seeds: no entropy");
 
     // A tree that cannot be built: too many vCPUs.
     let mem = with_block(&BootParams::default());
-    let e = install_device_tree(&*mem, &Platform { vcpus: 33, ..P }, seeds).unwrap_err();
+    let e = install_device_tree(&*mem, &Platform { vcpus: 33, ..P }, &[], seeds).unwrap_err();
     assert_eq!(e.to_string(), "cannot build the device tree: 33 vCPUs: a VM has 1 to 32");
 }
 
@@ -158,7 +158,7 @@ fn the_largest_block_fits_in_one_peek() {
     let block = params.encode().unwrap();
     assert!(block.len() <= PEEK);
     let mem = with_block(&params);
-    assert_eq!(install_device_tree(&*mem, &P, seeds).unwrap(), Some(DTB));
+    assert_eq!(install_device_tree(&*mem, &P, &[], seeds).unwrap(), Some(DTB));
     let bytes = mem.snapshot();
     assert_eq!(fdt::Fdt::new(&bytes).unwrap().chosen().bootargs(), Some(params.cmdline.as_str()));
 }
