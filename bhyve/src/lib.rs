@@ -20,3 +20,4 @@ pub mod psci;
 pub mod signals;
 pub mod smp;
 pub mod vcpu;
+pub mod virtio;
