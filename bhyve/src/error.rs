@@ -57,6 +57,19 @@ pub enum Error {
     /// A device could not be placed.
     #[error("cannot place a device: {0}")]
     Place(#[from] PlaceError),
+    /// A device's backing file cannot be opened.
+    #[error("slot {slot}: cannot open '{}': {err}", path.display())]
+    Backend {
+        /// The device's slot.
+        slot: u32,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The devices' I/O machinery (eventfds, threads) could not be set up.
+    #[error("cannot set up the virtio devices: {0}")]
+    IoThread(std::io::Error),
     /// The console could not be set up.
     #[error("cannot set up the console: {0}")]
     Console(String),

@@ -5,6 +5,7 @@
 //! with that signal.
 
 use bhyve::boot;
+use bhyve::cli::{DeviceKind, DeviceSpec};
 use bhyve::console::Console;
 use bhyve::devices::irq::SpiLine;
 use bhyve::devices::pl011::Pl011;
@@ -17,6 +18,10 @@ use bhyve::power::Cpus;
 use bhyve::psci::Platform;
 use bhyve::smp::{self, SignalKick};
 use bhyve::vcpu::{KernelVcpu, Machine, Stop, EXIT_ERROR};
+use bhyve::virtio::blk::backend::{FileBackend, OpenFlags};
+use bhyve::virtio::mmio::MmioTransport;
+use bhyve::virtio::wiring::{Fallback, Wiring};
+use bhyve::virtio::{blk, rng, VirtioDevice};
 use bhyve::{cli, signals};
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -48,6 +53,8 @@ enum Ended {
 }
 
 fn run(opts: &cli::Options) -> Result<Ended, Error> {
+    // Every backend before the VM is touched: a missing disk changes nothing.
+    let backends = open_backends(&opts.devices)?;
     let vm = Arc::new(open_vm(&opts.name)?);
     let ram_size = check_memory(&vm, opts.mem_size)?;
     attach_gic(&vm, opts.cpus)?;
@@ -65,6 +72,7 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
         }
         None => None,
     };
+    add_virtio(&vm, &mut devices, backends)?;
     boot_linux(&vm, &platform, devices.placements())?;
 
     let cpus = Arc::new(Cpus::new(platform.vcpus));
@@ -128,6 +136,62 @@ fn attach_gic(vm: &Vm, cpus: u32) -> Result<(), Error> {
 fn boot_linux(vm: &Vm, platform: &Platform, devices: &[Placement]) -> Result<(), Error> {
     if let Some(dtb) = boot::install_device_tree(&vm.map_memory()?, platform, devices, boot::urandom_seeds)? {
         vm.vcpu(0).set_register(VmReg::x(0), dtb)?;
+    }
+    Ok(())
+}
+
+/// A device of the command line with what it works on, opened.
+enum Backend {
+    Blk(Arc<dyn blk::backend::Backend>, blk::BlkOptions),
+    Rng,
+}
+
+/// Opens the disks of `devices`.
+fn open_backends(devices: &[DeviceSpec]) -> Result<Vec<(u32, Backend)>, Error> {
+    devices
+        .iter()
+        .map(|d| {
+            let b = match &d.kind {
+                DeviceKind::Blk(o) => {
+                    let flags = OpenFlags { read_only: o.read_only, direct_io: o.nocache, sync: o.direct };
+                    let f = FileBackend::open(&o.path, flags).map_err(|err| Error::Backend {
+                        slot: d.slot,
+                        path: o.path.clone(),
+                        err,
+                    })?;
+                    Backend::Blk(Arc::new(f), o.clone())
+                }
+                DeviceKind::Rng => Backend::Rng,
+            };
+            Ok((d.slot, b))
+        })
+        .collect()
+}
+
+/// Puts each virtio device behind its transport, in its slot. Queue
+/// notifications and interrupts take the fallback path (MMIO exits, the
+/// IRQ pump) until the kernel has ioeventfd and irqfd (virtio::wiring).
+fn add_virtio(vm: &Arc<Vm>, devices: &mut DeviceManager, backends: Vec<(u32, Backend)>) -> Result<(), Error> {
+    if backends.is_empty() {
+        return Ok(());
+    }
+    let mem = vm.map_memory()?;
+    let pulse_vm = vm.clone();
+    let wiring: Arc<dyn Wiring> = Fallback::start(Arc::new(move |intid| {
+        // Edge-triggered: a rising edge latches the interrupt.
+        let _ = pulse_vm.set_irq_line(intid, true);
+        let _ = pulse_vm.set_irq_line(intid, false);
+    }))
+    .map_err(Error::IoThread)?;
+    for (slot, b) in backends {
+        let device: Box<dyn VirtioDevice> = match b {
+            Backend::Blk(f, o) => Box::new(blk::Blk::new(f, &o)),
+            Backend::Rng => Box::new(rng::Rng::new(rng::getrandom)),
+        };
+        let p = Slot::VirtioMmio(slot).placement()?;
+        let intid = p.intid().expect("a transport has an interrupt");
+        let t = MmioTransport::new(device, mem.clone(), wiring.clone(), p.base, intid).map_err(Error::IoThread)?;
+        devices.add(p.slot, Arc::new(t))?;
     }
     Ok(())
 }

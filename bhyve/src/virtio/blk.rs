@@ -97,9 +97,11 @@ pub struct BlkOptions {
 /// bhyve derives it), so a disk keeps its ID from run to run.
 pub fn default_serial(path: &Path) -> String {
     // FNV-1a, 64 bits: stable across builds and hosts.
-    let h = path.as_os_str().as_encoded_bytes().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
+    let h = path
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3));
     let w = |i: u32| (h >> (16 * i)) as u16;
     format!("BHYVE-{:04X}-{:04X}-{:04X}", w(2), w(1), w(0))
 }
@@ -181,7 +183,7 @@ impl Work {
 
     fn transfer(&self, mem: &GuestMemory, sector: u64, data: &[Segment], write: bool) -> Result<Outcome, QueueError> {
         let len: u64 = data.iter().map(|s| s.len as u64).sum();
-        let Some(off) = self.range(sector, len).filter(|_| len % SECTOR == 0) else { return Ok((IOERR, 0)) };
+        let Some(off) = self.range(sector, len).filter(|_| len.is_multiple_of(SECTOR)) else { return Ok((IOERR, 0)) };
         let bufs = slices(mem, data)?;
         let r = if write { self.backend.write_at(off, &bufs) } else { self.backend.read_at(off, &bufs) };
         Ok(match r {
@@ -194,7 +196,7 @@ impl Work {
     /// Discard or write zeroes: a list of {sector, sectors, flags} segments.
     fn ranges(&self, mem: &GuestMemory, data: &[Segment], zeroes: bool) -> Result<Outcome, QueueError> {
         let len: u64 = data.iter().map(|s| s.len as u64).sum();
-        if len == 0 || len % RANGE_SEG != 0 || len / RANGE_SEG > MAX_RANGE_SEGS as u64 {
+        if len == 0 || !len.is_multiple_of(RANGE_SEG) || len / RANGE_SEG > MAX_RANGE_SEGS as u64 {
             return Ok((UNSUPP, 0));
         }
         let mut segs = vec![0u8; len as usize];
@@ -289,7 +291,8 @@ impl VirtioDevice for Blk {
             may_unmap: self.may_unmap,
             id: self.id,
         };
-        let w = Worker::spawn("virtio-blk".into(), work, a.queues, a.mem, a.interrupt).map_err(ActivateError::Thread)?;
+        let w =
+            Worker::spawn("virtio-blk".into(), work, a.queues, a.mem, a.interrupt).map_err(ActivateError::Thread)?;
         self.worker = Some(w);
         Ok(())
     }

@@ -154,8 +154,11 @@ pub fn read_from(mem: &GuestMemory, segs: &[Segment], buf: &mut [u8]) -> Result<
             break;
         }
         let take = (s.len as usize).min(buf.len() - n);
-        mem.read_slice(&mut buf[n..n + take], GuestAddress(s.addr))
-            .map_err(|_| QueueError::OutsideMemory { head: 0, addr: s.addr, len: s.len })?;
+        mem.read_slice(&mut buf[n..n + take], GuestAddress(s.addr)).map_err(|_| QueueError::OutsideMemory {
+            head: 0,
+            addr: s.addr,
+            len: s.len,
+        })?;
         n += take;
     }
     Ok(n)
@@ -169,8 +172,11 @@ pub fn write_to(mem: &GuestMemory, segs: &[Segment], data: &[u8]) -> Result<usiz
             break;
         }
         let take = (s.len as usize).min(data.len() - n);
-        mem.write_slice(&data[n..n + take], GuestAddress(s.addr))
-            .map_err(|_| QueueError::OutsideMemory { head: 0, addr: s.addr, len: s.len })?;
+        mem.write_slice(&data[n..n + take], GuestAddress(s.addr)).map_err(|_| QueueError::OutsideMemory {
+            head: 0,
+            addr: s.addr,
+            len: s.len,
+        })?;
         n += take;
     }
     Ok(n)
@@ -180,8 +186,11 @@ pub fn write_to(mem: &GuestMemory, segs: &[Segment], data: &[u8]) -> Result<usiz
 pub fn slices<'m>(mem: &'m GuestMemory, segs: &[Segment]) -> Result<Vec<VolatileSlice<'m, ()>>, QueueError> {
     segs.iter()
         .map(|s| {
-            mem.get_slice(GuestAddress(s.addr), s.len as usize)
-                .map_err(|_| QueueError::OutsideMemory { head: 0, addr: s.addr, len: s.len })
+            mem.get_slice(GuestAddress(s.addr), s.len as usize).map_err(|_| QueueError::OutsideMemory {
+                head: 0,
+                addr: s.addr,
+                len: s.len,
+            })
         })
         .collect()
 }

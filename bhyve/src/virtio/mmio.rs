@@ -19,7 +19,7 @@
 //! so a notification costs the vCPU thread one `write(2)`.
 
 use super::wiring::{Wires, Wiring};
-use super::{ActiveQueue, Activation, Interrupt, VirtioDevice, F_EVENT_IDX, F_VERSION_1};
+use super::{Activation, ActiveQueue, Interrupt, VirtioDevice, F_EVENT_IDX, F_VERSION_1};
 use crate::bus::BusDevice;
 use crate::devices::{get_le, put_le};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -236,9 +236,7 @@ impl MmioTransport {
                 1 => (self.offered >> 32) as u32,
                 _ => 0,
             },
-            reg::VIRTIO_MMIO_QUEUE_NUM_MAX => {
-                self.max_sizes.get(s.queue_sel as usize).copied().unwrap_or(0) as u32
-            }
+            reg::VIRTIO_MMIO_QUEUE_NUM_MAX => self.max_sizes.get(s.queue_sel as usize).copied().unwrap_or(0) as u32,
             reg::VIRTIO_MMIO_QUEUE_READY => q.is_some_and(|q| q.ready) as u32,
             reg::VIRTIO_MMIO_INTERRUPT_STATUS => self.interrupt.status(),
             reg::VIRTIO_MMIO_STATUS => {
@@ -347,7 +345,7 @@ impl BusDevice for MmioTransport {
     fn read(&self, _base: u64, offset: u64, data: &mut [u8]) {
         if offset >= CONFIG_OFFSET {
             self.lock().device.read_config(offset - CONFIG_OFFSET, data);
-        } else if data.len() == 4 && offset % 4 == 0 {
+        } else if data.len() == 4 && offset.is_multiple_of(4) {
             put_le(data, self.read_reg(offset as u32) as u64);
         } else {
             data.fill(0);
@@ -357,7 +355,7 @@ impl BusDevice for MmioTransport {
     fn write(&self, _base: u64, offset: u64, data: &[u8]) {
         if offset >= CONFIG_OFFSET {
             self.lock().device.write_config(offset - CONFIG_OFFSET, data);
-        } else if data.len() == 4 && offset % 4 == 0 {
+        } else if data.len() == 4 && offset.is_multiple_of(4) {
             self.write_reg(offset as u32, get_le(data) as u32);
         }
     }
