@@ -31,6 +31,8 @@ pub mod chain;
 pub mod interrupt;
 pub mod mmio;
 pub mod rng;
+#[cfg(test)]
+pub mod testring;
 pub mod wiring;
 pub mod worker;
 
