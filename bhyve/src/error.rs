@@ -58,7 +58,7 @@ pub enum Error {
     #[error("cannot place a device: {0}")]
     Place(#[from] PlaceError),
     /// A device's backing file cannot be opened.
-    #[error("slot {slot}: cannot open '{}': {err}", path.display())]
+    #[error("slot {slot}: cannot open '{}': {}", path.display(), io_words(err))]
     Backend {
         /// The device's slot.
         slot: u32,
@@ -154,6 +154,14 @@ pub enum Error {
         /// The reason given.
         how: SuspendHow,
     },
+}
+
+/// An I/O error in words, without Rust's "(os error N)".
+fn io_words(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// `read of 8 bytes`, `write of 1 byte (0x41)`.
