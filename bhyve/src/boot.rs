@@ -12,8 +12,10 @@
 //! whose block it already replaced keeps its tree) or whatever a guest that
 //! is not Linux keeps at the top of its RAM.
 //!
-//! Guest memory is a [`Memory`], two calls, so that tests use a `Vec`.
+//! Guest memory is anything `vm-memory` can read and write by guest
+//! address: the VM's mapping in bhyve, an anonymous one in tests.
 
+use crate::devmgr::Placement;
 use crate::error::Error;
 use crate::fdt::{create_fdt, FdtConfig, RNG_SEED_LEN};
 use crate::psci::Platform;
@@ -21,7 +23,7 @@ use std::io::Read;
 #[cfg(doc)]
 use vmmapi::boot::CMDLINE_MAX;
 use vmmapi::boot::{dtb_addr, BootParams, DTB_MAX, MAGIC};
-use vmmapi::GuestMemory;
+use vmmapi::vm_memory::{Bytes, GuestAddress, GuestMemoryError};
 
 /// How many bytes are read to find the block: one page, which holds the
 /// largest (with a command line of [`CMDLINE_MAX`](vmmapi::boot::CMDLINE_MAX)
@@ -30,23 +32,9 @@ use vmmapi::GuestMemory;
 const PEEK: usize = 4096;
 const _: () = assert!(PEEK as u64 <= DTB_MAX);
 
-/// Guest memory, by guest physical address. `None`: not all of it is RAM.
-pub trait Memory {
-    /// Copies guest memory at `gpa` into `buf`.
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()>;
-    /// Copies `data` into guest memory at `gpa`.
-    fn write(&self, gpa: u64, data: &[u8]) -> Option<()>;
-}
-
-impl Memory for GuestMemory {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        GuestMemory::read(self, gpa, buf)
-    }
-
-    fn write(&self, gpa: u64, data: &[u8]) -> Option<()> {
-        GuestMemory::write(self, gpa, data)
-    }
-}
+/// Guest memory, by guest physical address.
+pub trait Memory: Bytes<GuestAddress, E = GuestMemoryError> {}
+impl<M: Bytes<GuestAddress, E = GuestMemoryError>> Memory for M {}
 
 /// Random bytes for the tree: `rng-seed`, then `kaslr-seed`.
 pub type Seeds = ([u8; RNG_SEED_LEN], u64);
@@ -61,12 +49,13 @@ pub fn urandom_seeds() -> std::io::Result<Seeds> {
 }
 
 /// If bhyveload left its boot parameters at the top of RAM, replaces them
-/// with the device tree of the VM `p` and returns the tree's address (for
+/// with the device tree of the VM `p` with `devices` and returns the tree's address (for
 /// vCPU 0's x0); else leaves memory as it is and returns `None`. `seeds` is
 /// called only when a tree is built.
 pub fn install_device_tree(
     mem: &impl Memory,
     p: &Platform,
+    devices: &[Placement],
     seeds: impl FnOnce() -> std::io::Result<Seeds>,
 ) -> Result<Option<u64>, Error> {
     if p.ram_size < DTB_MAX {
@@ -74,7 +63,11 @@ pub fn install_device_tree(
     }
     let addr = dtb_addr(p.ram_base, p.ram_size);
     let mut block = [0u8; PEEK];
-    mem.read(addr, &mut block).ok_or(Error::GuestMemory { op: "read", len: PEEK, gpa: addr })?;
+    mem.read_slice(&mut block, GuestAddress(addr)).map_err(|_| Error::GuestMemory {
+        op: "read",
+        len: PEEK,
+        gpa: addr,
+    })?;
     if block[..MAGIC.len()] != MAGIC {
         return Ok(None);
     }
@@ -96,6 +89,7 @@ pub fn install_device_tree(
         initrd,
         rng_seed,
         kaslr_seed,
+        devices: devices.to_vec(),
     };
     let tree = create_fdt(&cfg).map_err(Error::DeviceTree)?;
     replace(mem, addr, old_len, &tree)?;
@@ -105,10 +99,18 @@ pub fn install_device_tree(
 /// Writes `tree` at `addr` and zeroes what is left of the `old_len` bytes
 /// there before it, so that no part of the block outlives it.
 fn replace(mem: &impl Memory, addr: u64, old_len: usize, tree: &[u8]) -> Result<(), Error> {
-    mem.write(addr, tree).ok_or(Error::GuestMemory { op: "write", len: tree.len(), gpa: addr })?;
+    mem.write_slice(tree, GuestAddress(addr)).map_err(|_| Error::GuestMemory {
+        op: "write",
+        len: tree.len(),
+        gpa: addr,
+    })?;
     if let Some(rest) = old_len.checked_sub(tree.len()).filter(|&n| n > 0) {
         let gpa = addr + tree.len() as u64;
-        mem.write(gpa, &vec![0; rest]).ok_or(Error::GuestMemory { op: "write", len: rest, gpa })?;
+        mem.write_slice(&vec![0; rest], GuestAddress(gpa)).map_err(|_| Error::GuestMemory {
+            op: "write",
+            len: rest,
+            gpa,
+        })?;
     }
     Ok(())
 }

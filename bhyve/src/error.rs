@@ -1,6 +1,7 @@
 //! bhyve's one error type. Each message is one line, printed after `bhyve: `.
 
 use crate::bus::BusError;
+use crate::devmgr::PlaceError;
 use crate::fdt::FdtError;
 use crate::hyp_exit;
 use vmmapi::size::format_size;
@@ -53,9 +54,22 @@ pub enum Error {
     /// The device tree could not be built.
     #[error("cannot build the device tree: {0}")]
     DeviceTree(FdtError),
-    /// A device could not be placed on the bus.
+    /// A device could not be placed.
     #[error("cannot place a device: {0}")]
-    Bus(BusError),
+    Place(#[from] PlaceError),
+    /// A device's backing file cannot be opened.
+    #[error("slot {slot}: cannot open '{}': {}", path.display(), io_words(err))]
+    Backend {
+        /// The device's slot.
+        slot: u32,
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The devices' I/O machinery (eventfds, threads) could not be set up.
+    #[error("cannot set up the virtio devices: {0}")]
+    IoThread(std::io::Error),
     /// The console could not be set up.
     #[error("cannot set up the console: {0}")]
     Console(String),
@@ -140,6 +154,14 @@ pub enum Error {
         /// The reason given.
         how: SuspendHow,
     },
+}
+
+/// An I/O error in words, without Rust's "(os error N)".
+fn io_words(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// `read of 8 bytes`, `write of 1 byte (0x41)`.

@@ -11,18 +11,25 @@
 //! ├─ intc@8000000    the GICv3 in the kernel: distributor and redistributors
 //! ├─ timer           the architected timers' PPIs
 //! ├─ apb-pclk        the 24 MHz clock the PL011's driver wants named
-//! └─ pl011@9000000   the console (devices/pl011.rs)
+//! ├─ pl011@9000000   the console (devices/pl011.rs)
+//! ├─ pl031@9010000   the real-time clock (devices/pl031.rs)
+//! └─ virtio_mmio@a000000 + n * 0x200, one per transport given (virtio/mmio.rs)
 //! ```
 //!
 //! One `create_*_node` function per node, in that order; phandles are the
-//! named constants below. Addresses and SPIs come from [`crate::layout`].
+//! named constants below. The devices' nodes are written from the device
+//! manager's placements ([`crate::devmgr`]), so their addresses and
+//! interrupts are those of the bus.
+//!
+//! Only the virtio-mmio transports that have a device are described, not all
+//! 32 as QEMU does: the tree then says what exists, an empty transport needs
+//! no window on the bus, and the guest's driver does not probe 32 windows
+//! (four trips to bhyve each) at every boot.
 //! [`create_fdt`] is pure: bhyve's startup (`boot.rs`) decides where the
 //! blob goes and where its random bytes come from.
 
-use crate::layout::{
-    GIC_DIST_BASE, GIC_DIST_SIZE, GIC_REDIST_BASE, GIC_REDIST_SIZE, PL011_BASE, PL011_SIZE, PL011_SPI, PL031_BASE,
-    PL031_SIZE,
-};
+use crate::devmgr::{Placement, Slot, Trigger};
+use crate::layout::{GIC_DIST_BASE, GIC_DIST_SIZE, GIC_REDIST_BASE, GIC_REDIST_SIZE};
 use crate::psci::{Platform, MPIDR_AFFINITY};
 use std::ops::Range;
 use vm_fdt::FdtWriter;
@@ -42,6 +49,7 @@ pub const RNG_SEED_LEN: usize = 64;
 // kind, number within the kind, trigger.
 const GIC_SPI: u32 = 0;
 const GIC_PPI: u32 = 1;
+const IRQ_TYPE_EDGE_RISING: u32 = 1;
 const IRQ_TYPE_LEVEL_HIGH: u32 = 4;
 
 /// The GIC's maintenance interrupt: PPI 9, INTID 25.
@@ -74,6 +82,8 @@ pub struct FdtConfig {
     pub rng_seed: [u8; RNG_SEED_LEN],
     /// A random number for KASLR (`kaslr-seed`).
     pub kaslr_seed: u64,
+    /// The devices, where the device manager placed them.
+    pub devices: Vec<Placement>,
 }
 
 /// Why there is no device tree.
@@ -113,8 +123,15 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     create_gic_node(&mut fdt, cfg.vcpus)?;
     create_timer_node(&mut fdt)?;
     create_clock_node(&mut fdt)?;
-    create_serial_node(&mut fdt)?;
-    create_rtc_node(&mut fdt)?;
+    for p in &cfg.devices {
+        match p.slot {
+            Slot::Pl011 => create_serial_node(&mut fdt, p)?,
+            Slot::Pl031 => create_rtc_node(&mut fdt, p)?,
+            Slot::VirtioMmio(_) => create_virtio_mmio_node(&mut fdt, p)?,
+            // Found by the test guests at its fixed address.
+            Slot::TestDev => {}
+        }
+    }
 
     fdt.end_node(root)?;
     let blob = fdt.finish()?;
@@ -125,8 +142,8 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
 }
 
 /// The name of the PL011's node, which `stdout-path` names too.
-fn serial_node_name() -> String {
-    format!("pl011@{PL011_BASE:x}")
+fn serial_node_name(p: &Placement) -> String {
+    format!("pl011@{:x}", p.base)
 }
 
 /// An interrupt specifier for PPI `intid` (16 to 31), level-triggered.
@@ -135,16 +152,32 @@ fn ppi(intid: u32) -> [u32; 3] {
     [GIC_PPI, intid - 16, IRQ_TYPE_LEVEL_HIGH]
 }
 
-/// An interrupt specifier for SPI `intid` (32 and up), level-triggered.
-fn spi(intid: u32) -> [u32; 3] {
+/// The interrupt specifier of a placed device's SPI (INTID 32 and up).
+fn spi(p: &Placement) -> Option<[u32; 3]> {
+    let (intid, trigger) = p.irq?;
     debug_assert!(intid >= 32);
-    [GIC_SPI, intid - 32, IRQ_TYPE_LEVEL_HIGH]
+    let kind = match trigger {
+        Trigger::Level => IRQ_TYPE_LEVEL_HIGH,
+        Trigger::Edge => IRQ_TYPE_EDGE_RISING,
+    };
+    Some([GIC_SPI, intid - 32, kind])
+}
+
+/// `reg` and, if it has one, `interrupts` of a placed device.
+fn reg_and_interrupts(fdt: &mut FdtWriter, p: &Placement) -> Result<(), FdtError> {
+    fdt.property_array_u64("reg", &[p.base, p.size])?;
+    if let Some(irq) = spi(p) {
+        fdt.property_array_u32("interrupts", &irq)?;
+    }
+    Ok(())
 }
 
 fn create_chosen_node(fdt: &mut FdtWriter, cfg: &FdtConfig) -> Result<(), FdtError> {
     let chosen = fdt.begin_node("chosen")?;
     fdt.property_string("bootargs", &cfg.cmdline)?;
-    fdt.property_string("stdout-path", &format!("/{}", serial_node_name()))?;
+    if let Some(uart) = cfg.devices.iter().find(|p| p.slot == Slot::Pl011) {
+        fdt.property_string("stdout-path", &format!("/{}", serial_node_name(uart)))?;
+    }
     if let Some(initrd) = &cfg.initrd {
         fdt.property_u64("linux,initrd-start", initrd.start)?;
         fdt.property_u64("linux,initrd-end", initrd.end)?;
@@ -229,11 +262,10 @@ fn create_clock_node(fdt: &mut FdtWriter) -> Result<(), FdtError> {
     Ok(())
 }
 
-fn create_serial_node(fdt: &mut FdtWriter) -> Result<(), FdtError> {
-    let uart = fdt.begin_node(&serial_node_name())?;
+fn create_serial_node(fdt: &mut FdtWriter, p: &Placement) -> Result<(), FdtError> {
+    let uart = fdt.begin_node(&serial_node_name(p))?;
     fdt.property_string_list("compatible", vec!["arm,pl011".into(), "arm,primecell".into()])?;
-    fdt.property_array_u64("reg", &[PL011_BASE, PL011_SIZE])?;
-    fdt.property_array_u32("interrupts", &spi(PL011_SPI))?;
+    reg_and_interrupts(fdt, p)?;
     // The AMBA bus code and the driver each look for a clock by name.
     fdt.property_array_u32("clocks", &[PHANDLE_CLK, PHANDLE_CLK])?;
     fdt.property_string_list("clock-names", vec!["uartclk".into(), "apb_pclk".into()])?;
@@ -243,13 +275,25 @@ fn create_serial_node(fdt: &mut FdtWriter) -> Result<(), FdtError> {
 
 /// The PL031 RTC. No `interrupts`: bhyve's PL031 has no alarm, and the
 /// driver then offers none.
-fn create_rtc_node(fdt: &mut FdtWriter) -> Result<(), FdtError> {
-    let rtc = fdt.begin_node(&format!("pl031@{PL031_BASE:x}"))?;
+fn create_rtc_node(fdt: &mut FdtWriter, p: &Placement) -> Result<(), FdtError> {
+    let rtc = fdt.begin_node(&format!("pl031@{:x}", p.base))?;
     fdt.property_string_list("compatible", vec!["arm,pl031".into(), "arm,primecell".into()])?;
-    fdt.property_array_u64("reg", &[PL031_BASE, PL031_SIZE])?;
+    reg_and_interrupts(fdt, p)?;
     fdt.property_u32("clocks", PHANDLE_CLK)?;
     fdt.property_string("clock-names", "apb_pclk")?;
     fdt.end_node(rtc)?;
+    Ok(())
+}
+
+/// A virtio-mmio transport (the `virtio,mmio` binding). `dma-coherent`:
+/// the device reaches guest memory through the host's caches, as the
+/// guest's CPUs do, so the driver must not do cache maintenance for it.
+fn create_virtio_mmio_node(fdt: &mut FdtWriter, p: &Placement) -> Result<(), FdtError> {
+    let node = fdt.begin_node(&format!("virtio_mmio@{:x}", p.base))?;
+    fdt.property_string("compatible", "virtio,mmio")?;
+    reg_and_interrupts(fdt, p)?;
+    fdt.property_null("dma-coherent")?;
+    fdt.end_node(node)?;
     Ok(())
 }
 

@@ -19,7 +19,13 @@
 //!   0x0901_0000 +-------------------------+
 //!               | PL031 RTC        4 KiB  |  host time, no alarm interrupt
 //!   0x0901_1000 +-------------------------+
-//!               | (virtio-mmio, later)    |
+//!               | (nothing)               |
+//!   0x0A00_0000 +-------------------------+
+//!               | virtio-mmio 0..31       |  0x200 each, only those given
+//!               |   n at 0x0A00_0000      |  with -s n; SPI 16+n (INTID 48+n),
+//!               |       + n * 0x200       |  edge-triggered
+//!   0x0A00_4000 +-------------------------+
+//!               | (nothing)               |
 //!   0x0B00_0000 +-------------------------+
 //!               | test device      4 KiB  |  only with -o testdev, SPI 8 (INTID 40)
 //!   0x0B00_1000 +-------------------------+
@@ -30,6 +36,9 @@
 //!               | device tree      2 MiB  |  the last 2 MiB (fdt.rs, boot.rs)
 //!               +-------------------------+
 //! ```
+//!
+//! Which device is where is decided in one place, [`crate::devmgr`], from
+//! these constants; the device tree is written from its records.
 
 /// Start of guest RAM (the kernel module places system memory here).
 pub const RAM_BASE: u64 = vmm_uapi::VM_SYSMEM_BASE;
@@ -55,6 +64,15 @@ pub const PL031_BASE: u64 = 0x0901_0000;
 /// Bytes of the PL031's register window.
 pub const PL031_SIZE: u64 = 0x1000;
 
+/// The first virtio-mmio transport; transport n is `n` × [`VIRTIO_MMIO_SIZE`] above.
+pub const VIRTIO_MMIO_BASE: u64 = 0x0A00_0000;
+/// Bytes of one virtio-mmio transport's window.
+pub const VIRTIO_MMIO_SIZE: u64 = 0x200;
+/// How many virtio-mmio transports there are (QEMU `virt` has 32).
+pub const VIRTIO_MMIO_COUNT: u32 = 32;
+/// Transport 0's interrupt: SPI 16 (INTID 48); transport n has INTID 48 + n.
+pub const VIRTIO_MMIO_SPI: u32 = 48;
+
 /// The test device (`-o testdev`).
 pub const TESTDEV_BASE: u64 = 0x0B00_0000;
 /// Bytes of the test device's register window.
@@ -69,6 +87,10 @@ const _: () = assert!(GIC_DIST_BASE + GIC_DIST_SIZE <= GIC_REDIST_BASE);
 const _: () = assert!(GIC_REDIST_BASE + vmm_uapi::VM_MAXCPU as u64 * GIC_REDIST_SIZE == 0x084A_0000);
 const _: () = assert!(0x084A_0000 <= PL011_BASE);
 const _: () = assert!(PL011_BASE + PL011_SIZE <= PL031_BASE);
-const _: () = assert!(PL031_BASE + PL031_SIZE <= TESTDEV_BASE);
+const _: () = assert!(PL031_BASE + PL031_SIZE <= VIRTIO_MMIO_BASE);
+const _: () = assert!(VIRTIO_MMIO_BASE + VIRTIO_MMIO_COUNT as u64 * VIRTIO_MMIO_SIZE == 0x0A00_4000);
+const _: () = assert!(0x0A00_4000 <= TESTDEV_BASE);
+// The transports' SPIs stay clear of the others and within the vGIC's 128.
+const _: () = assert!(TESTDEV_SPI < VIRTIO_MMIO_SPI && VIRTIO_MMIO_SPI + VIRTIO_MMIO_COUNT <= 32 + 128);
 const _: () = assert!(TESTDEV_BASE + TESTDEV_SIZE <= RAM_BASE);
 const _: () = assert!(RAM_BASE == 0x4000_0000);

@@ -5,20 +5,23 @@
 //! with that signal.
 
 use bhyve::boot;
-use bhyve::bus::Bus;
+use bhyve::cli::{DeviceKind, DeviceSpec};
 use bhyve::console::Console;
 use bhyve::devices::irq::SpiLine;
 use bhyve::devices::pl011::Pl011;
 use bhyve::devices::pl031::{self, Pl031};
 use bhyve::devices::testdev::TestDev;
+use bhyve::devmgr::{DeviceManager, Placement, Slot};
 use bhyve::error::Error;
-use bhyve::layout::{
-    PL011_BASE, PL011_SIZE, PL011_SPI, PL031_BASE, PL031_SIZE, RAM_BASE, TESTDEV_BASE, TESTDEV_SIZE, TESTDEV_SPI,
-};
+use bhyve::layout::RAM_BASE;
 use bhyve::power::Cpus;
 use bhyve::psci::Platform;
 use bhyve::smp::{self, SignalKick};
 use bhyve::vcpu::{KernelVcpu, Machine, Stop, EXIT_ERROR};
+use bhyve::virtio::blk::backend::{FileBackend, OpenFlags};
+use bhyve::virtio::mmio::MmioTransport;
+use bhyve::virtio::wiring::{Fallback, Kernel, Wiring};
+use bhyve::virtio::{blk, rng, VirtioDevice};
 use bhyve::{cli, signals};
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -50,24 +53,27 @@ enum Ended {
 }
 
 fn run(opts: &cli::Options) -> Result<Ended, Error> {
+    // Every backend before the VM is touched: a missing disk changes nothing.
+    let backends = open_backends(&opts.devices)?;
     let vm = Arc::new(open_vm(&opts.name)?);
     let ram_size = check_memory(&vm, opts.mem_size)?;
     attach_gic(&vm, opts.cpus)?;
     let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
-    boot_linux(&vm, &platform)?;
 
-    let mut bus = Bus::new();
-    let uart = Arc::new(Pl011::new(SpiLine::new(vm.clone(), PL011_SPI), std::io::stdout()));
-    bus.insert(uart.clone(), PL011_BASE, PL011_SIZE).map_err(Error::Bus)?;
-    bus.insert(Arc::new(Pl031::new(pl031::host_seconds)), PL031_BASE, PL031_SIZE).map_err(Error::Bus)?;
+    let mut devices = DeviceManager::new();
+    let uart = Arc::new(Pl011::new(spi_of(&vm, Slot::Pl011)?, std::io::stdout()));
+    devices.add(Slot::Pl011, uart.clone())?;
+    devices.add(Slot::Pl031, Arc::new(Pl031::new(pl031::host_seconds)))?;
     let testdev = match opts.testdev {
         Some(param) => {
-            let dev = Arc::new(TestDev::with_irq(param, Box::new(SpiLine::new(vm.clone(), TESTDEV_SPI))));
-            bus.insert(dev.clone(), TESTDEV_BASE, TESTDEV_SIZE).map_err(Error::Bus)?;
+            let dev = Arc::new(TestDev::with_irq(param, Box::new(spi_of(&vm, Slot::TestDev)?)));
+            devices.add(Slot::TestDev, dev.clone())?;
             Some(dev)
         }
         None => None,
     };
+    add_virtio(&vm, &mut devices, backends)?;
+    boot_linux(&vm, &platform, devices.placements())?;
 
     let cpus = Arc::new(Cpus::new(platform.vcpus));
     // Handlers first: a signal between raw mode and the vCPUs must still
@@ -90,7 +96,7 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let cli::ConsoleKind::Stdio = opts.console;
     let console = Console::start(uart).map_err(Error::Console)?;
 
-    let machine = Machine { bus: &bus, cpus: &cpus, platform };
+    let machine = Machine { bus: devices.bus(), cpus: &cpus, platform };
     let vcpus = (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some())).collect();
     let (stop, vcpus) = smp::run(&machine, vcpus, signals::pending, &SignalKick::new(platform.vcpus));
 
@@ -127,11 +133,79 @@ fn attach_gic(vm: &Vm, cpus: u32) -> Result<(), Error> {
 
 /// If bhyveload left boot parameters for a Linux kernel, puts the device
 /// tree in their place and its address in vCPU 0's x0, before any vCPU runs.
-fn boot_linux(vm: &Vm, platform: &Platform) -> Result<(), Error> {
-    if let Some(dtb) = boot::install_device_tree(&vm.map_memory()?, platform, boot::urandom_seeds)? {
+fn boot_linux(vm: &Vm, platform: &Platform, devices: &[Placement]) -> Result<(), Error> {
+    if let Some(dtb) = boot::install_device_tree(&vm.map_memory()?, platform, devices, boot::urandom_seeds)? {
         vm.vcpu(0).set_register(VmReg::x(0), dtb)?;
     }
     Ok(())
+}
+
+/// A device of the command line with what it works on, opened.
+enum Backend {
+    Blk(Arc<dyn blk::backend::Backend>, blk::BlkOptions),
+    Rng,
+}
+
+/// Opens the disks of `devices`.
+fn open_backends(devices: &[DeviceSpec]) -> Result<Vec<(u32, Backend)>, Error> {
+    devices
+        .iter()
+        .map(|d| {
+            let b = match &d.kind {
+                DeviceKind::Blk(o) => {
+                    let flags = OpenFlags { read_only: o.read_only, direct_io: o.nocache, sync: o.direct };
+                    let f = FileBackend::open(&o.path, flags).map_err(|err| Error::Backend {
+                        slot: d.slot,
+                        path: o.path.clone(),
+                        err,
+                    })?;
+                    Backend::Blk(Arc::new(f), o.clone())
+                }
+                DeviceKind::Rng => Backend::Rng,
+            };
+            Ok((d.slot, b))
+        })
+        .collect()
+}
+
+/// Puts each virtio device behind its transport, in its slot. Queue
+/// notifications and interrupts take the kernel's fast paths (ioeventfd,
+/// irqfd), or with an older module the fallback (MMIO exits, the IRQ
+/// pump): see virtio::wiring.
+fn add_virtio(vm: &Arc<Vm>, devices: &mut DeviceManager, backends: Vec<(u32, Backend)>) -> Result<(), Error> {
+    if backends.is_empty() {
+        return Ok(());
+    }
+    let mem = vm.map_memory()?;
+    let wiring: Arc<dyn Wiring> = match Kernel::probe(vm.clone()).map_err(Error::IoThread)? {
+        Some(k) => k,
+        None => {
+            let pulse_vm = vm.clone();
+            Fallback::start(Arc::new(move |intid| {
+                // Edge-triggered: a rising edge latches the interrupt.
+                let _ = pulse_vm.set_irq_line(intid, true);
+                let _ = pulse_vm.set_irq_line(intid, false);
+            }))
+            .map_err(Error::IoThread)?
+        }
+    };
+    for (slot, b) in backends {
+        let device: Box<dyn VirtioDevice> = match b {
+            Backend::Blk(f, o) => Box::new(blk::Blk::new(f, &o)),
+            Backend::Rng => Box::new(rng::Rng::new(rng::getrandom)),
+        };
+        let p = Slot::VirtioMmio(slot).placement()?;
+        let intid = p.intid().expect("a transport has an interrupt");
+        let t = MmioTransport::new(device, mem.clone(), wiring.clone(), p.base, intid).map_err(Error::IoThread)?;
+        devices.add(p.slot, Arc::new(t))?;
+    }
+    Ok(())
+}
+
+/// The level-sensitive line of the device at `slot`.
+fn spi_of(vm: &Arc<Vm>, slot: Slot) -> Result<SpiLine, Error> {
+    let intid = slot.placement()?.intid().expect("a slot with an interrupt");
+    Ok(SpiLine::new(vm.clone(), intid))
 }
 
 fn open_vm(name: &str) -> Result<Vm, Error> {

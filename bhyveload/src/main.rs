@@ -162,7 +162,12 @@ fn prepare(vm: &Vm, mem_size: u64, kernel: Option<&LoadedKernel>, linux: Option<
 }
 
 fn write(vm: &Vm, mem: &vmmapi::GuestMemory, gpa: u64, bytes: &[u8]) -> Result<(), Error> {
-    mem.write(gpa, bytes).ok_or_else(|| Error::GuestWrite { name: vm.name().to_string(), gpa, len: bytes.len() as u64 })
+    use vmmapi::vm_memory::{Bytes, GuestAddress};
+    mem.write_slice(bytes, GuestAddress(gpa)).map_err(|_| Error::GuestWrite {
+        name: vm.name().to_string(),
+        gpa,
+        len: bytes.len() as u64,
+    })
 }
 
 /// Leaves vCPU 0 as Linux's booting.rst wants it: at the entry point, x0 the

@@ -20,6 +20,7 @@ pub use error::{Error, Result};
 pub use memory::GuestMemory;
 pub use nix::errno::Errno;
 pub use vcpu::{decode_exit, Exit, Vcpu, VmExitInfo};
+pub use vm_memory;
 pub use vmm_uapi::{
     validate_name, HypExit, InstEmul, NameError, SuspendHow, VmReg, VmmctlHypStatus as HypStatus, VM_MAXCPU,
     VM_MAX_NAMELEN, VM_SYSMEM_BASE,

@@ -1,73 +1,24 @@
 //! Guest memory: segments, their guest-physical mappings, and a userspace
 //! view of them (`mmap` of the VM's device at offset = guest physical address).
+//!
+//! The view is `vm-memory`'s [`GuestMemoryMmap`]: the one abstraction of
+//! guest memory in the project, used by the loader, the device tree and the
+//! virtio devices alike, so that every guest address is checked by the same
+//! code before it is touched.
 
 use crate::error::{Error, Result};
 use crate::sys;
 use crate::Vm;
-use std::os::fd::AsRawFd;
+use vm_memory::mmap::MmapRegion;
+use vm_memory::{FileOffset, GuestAddress, GuestRegionMmap};
 use vmm_uapi::{
     VmMemmap, VmMemseg, VM_ALLOC_MEMSEG, VM_GET_MEMSEG, VM_MAX_SUFFIXLEN, VM_MMAP_GETNEXT, VM_MMAP_MEMSEG, VM_PROT_ALL,
     VM_SYSMEM, VM_SYSMEM_BASE,
 };
 
-/// A userspace mapping of guest memory: the same bytes the guest sees.
-#[derive(Debug)]
-pub struct GuestMemory {
-    gpa: u64,
-    len: usize,
-    ptr: *mut u8,
-}
-
-// SAFETY: the mapping is plain shared memory; concurrent access is the
-// guest's and the caller's business, as with any shared memory.
-unsafe impl Send for GuestMemory {}
-// SAFETY: as above; &self methods copy bytes in and out.
-unsafe impl Sync for GuestMemory {}
-
-impl GuestMemory {
-    /// Guest physical address of the first byte.
-    pub fn gpa(&self) -> u64 {
-        self.gpa
-    }
-
-    /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    fn range(&self, gpa: u64, len: usize) -> Option<usize> {
-        let off = gpa.checked_sub(self.gpa)? as usize;
-        (off.checked_add(len)? <= self.len).then_some(off)
-    }
-
-    /// Copies `data` into guest memory at `gpa`.
-    pub fn write(&self, gpa: u64, data: &[u8]) -> Option<()> {
-        let off = self.range(gpa, data.len())?;
-        // SAFETY: off..off+len lies inside the mapping (checked above).
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.ptr.add(off), data.len()) };
-        Some(())
-    }
-
-    /// Copies guest memory at `gpa` into `buf`.
-    pub fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        let off = self.range(gpa, buf.len())?;
-        // SAFETY: as above.
-        unsafe { std::ptr::copy_nonoverlapping(self.ptr.add(off), buf.as_mut_ptr(), buf.len()) };
-        Some(())
-    }
-}
-
-impl Drop for GuestMemory {
-    fn drop(&mut self) {
-        // SAFETY: ptr/len are exactly what mmap returned.
-        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
-    }
-}
+/// A userspace mapping of guest memory: the same bytes the guest sees, by
+/// guest physical address (read and write them with [`vm_memory::Bytes`]).
+pub type GuestMemory = vm_memory::GuestMemoryMmap<()>;
 
 impl Vm {
     /// Gives the VM `len` bytes of system memory at [`VM_SYSMEM_BASE`]
@@ -113,29 +64,32 @@ impl Vm {
         }
     }
 
-    /// Maps the system memory into this process.
+    /// Maps the system memory into this process: `mmap` of the VM's device
+    /// at offset = guest physical address, as one region of a
+    /// [`GuestMemory`]. The mapping lasts as long as the value (and its
+    /// clones: regions are shared).
     pub fn map_memory(&self) -> Result<GuestMemory> {
         let name = self.name().to_string();
-        let len = self.memory_size()?.ok_or(Error::Memory {
-            name: name.clone(),
-            len: 0,
-            errno: nix::errno::Errno::ENOMEM,
+        let fail = |len, errno| Error::Memory { name: name.clone(), len, errno };
+        let len = self.memory_size()?.ok_or(fail(0, nix::errno::Errno::ENOMEM))?;
+        let size = usize::try_from(len).map_err(|_| fail(len, nix::errno::Errno::ENOMEM))?;
+        let file = self.file().try_clone().map_err(|e| fail(len, sys::errno_of(&e)))?;
+        // The kernel checks that [offset, offset + len) is guest memory.
+        let region = MmapRegion::build(
+            Some(FileOffset::new(file, VM_SYSMEM_BASE)),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+        )
+        .map_err(|e| {
+            let errno = match e {
+                vm_memory::mmap::MmapRegionError::Mmap(io) => sys::errno_of(&io),
+                _ => nix::errno::Errno::EINVAL,
+            };
+            fail(len, errno)
         })?;
-        // SAFETY: a fresh shared mapping of the VM's device; the kernel checks
-        // that [offset, offset+len) is guest memory.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len as usize,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                self.file().as_raw_fd(),
-                VM_SYSMEM_BASE as libc::off_t,
-            )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::Memory { name, len, errno: nix::errno::Errno::last() });
-        }
-        Ok(GuestMemory { gpa: VM_SYSMEM_BASE, len: len as usize, ptr: ptr as *mut u8 })
+        let region = GuestRegionMmap::new(region, GuestAddress(VM_SYSMEM_BASE))
+            .ok_or(fail(len, nix::errno::Errno::EOVERFLOW))?;
+        GuestMemory::from_regions(vec![region]).map_err(|_| fail(len, nix::errno::Errno::EINVAL))
     }
 }

@@ -468,7 +468,7 @@ void vmm_shim_waiter_wake(void *p)
  * Copies the argument in (for _IOW), lets Rust handle it on the kernel copy,
  * and copies it out (for _IOR). Rust checks that size and command agree.
  */
-static long vmm_ioctl_call(void *vm, unsigned int cmd, unsigned long uarg)
+static long vmm_ioctl_call(void *vm, struct file *f, unsigned int cmd, unsigned long uarg)
 {
 	size_t size = _IOC_SIZE(cmd);
 	u8 stackbuf[256];
@@ -487,7 +487,7 @@ static long vmm_ioctl_call(void *vm, unsigned int cmd, unsigned long uarg)
 		goto out;
 	}
 	if (vm)
-		ret = vmm_vm_ioctl(vm, cmd, buf, size);
+		ret = vmm_vm_ioctl(vm, f, cmd, buf, size);
 	else
 		ret = vmm_ctl_ioctl(cmd, buf, size);
 	if (ret >= 0 && (_IOC_DIR(cmd) & _IOC_READ) && copy_to_user((void __user *)uarg, buf, size))
@@ -500,7 +500,7 @@ out:
 
 static long vmmctl_unlocked_ioctl(struct file *f, unsigned int cmd, unsigned long uarg)
 {
-	return vmm_ioctl_call(NULL, cmd, uarg);
+	return vmm_ioctl_call(NULL, NULL, cmd, uarg);
 }
 
 static const struct file_operations vmmctl_fops = {
@@ -529,13 +529,13 @@ static int vmm_vm_fop_open(struct inode *inode, struct file *f)
 
 static int vmm_vm_fop_release(struct inode *inode, struct file *f)
 {
-	vmm_vm_release(f->private_data);
+	vmm_vm_release(f->private_data, f);
 	return 0;
 }
 
 static long vmm_vm_fop_ioctl(struct file *f, unsigned int cmd, unsigned long uarg)
 {
-	return vmm_ioctl_call(f->private_data, cmd, uarg);
+	return vmm_ioctl_call(f->private_data, f, cmd, uarg);
 }
 
 /*

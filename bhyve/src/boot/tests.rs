@@ -2,8 +2,8 @@
 
 use super::*;
 use crate::fdt::RNG_SEED_LEN;
-use std::cell::RefCell;
 use vmmapi::boot::CMDLINE_MAX;
+use vmmapi::vm_memory::{GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 
 const RAM: u64 = 0x4000_0000;
 const MIB: u64 = 1 << 20;
@@ -12,40 +12,41 @@ const P: Platform = Platform { vcpus: 2, ram_base: RAM, ram_size: 512 * MIB };
 /// Where the tree goes in [`P`].
 const DTB: u64 = 0x5fe0_0000;
 
-/// Guest memory from `base` for as many bytes as the `Vec` has.
+/// Guest memory from `base`, an anonymous mapping.
 struct FakeRam {
-    base: u64,
-    bytes: RefCell<Vec<u8>>,
+    mem: GuestMemoryMmap<()>,
 }
 
 impl FakeRam {
-    /// The top 2 MiB of [`P`]'s RAM, all `fill`.
-    fn top(fill: u8) -> Self {
-        Self { base: DTB, bytes: RefCell::new(vec![fill; DTB_MAX as usize]) }
+    /// `len` bytes from `base`, all `fill`.
+    fn new(base: u64, len: usize, fill: u8) -> Self {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(base), len)]).unwrap();
+        mem.write_slice(&vec![fill; len], GuestAddress(base)).unwrap();
+        Self { mem }
     }
 
-    fn range(&self, gpa: u64, len: usize) -> Option<std::ops::Range<usize>> {
-        let off = usize::try_from(gpa.checked_sub(self.base)?).ok()?;
-        (off + len <= self.bytes.borrow().len()).then_some(off..off + len)
+    /// The top 2 MiB of [`P`]'s RAM, all `fill`.
+    fn top(fill: u8) -> Self {
+        Self::new(DTB, DTB_MAX as usize, fill)
     }
 
     /// The whole region, as it is now.
     fn snapshot(&self) -> Vec<u8> {
-        self.bytes.borrow().clone()
+        let r = self.mem.iter().next().unwrap();
+        let mut v = vec![0; r.len() as usize];
+        self.mem.read_slice(&mut v, r.start_addr()).unwrap();
+        v
+    }
+
+    fn write(&self, gpa: u64, data: &[u8]) -> Result<(), GuestMemoryError> {
+        self.mem.write_slice(data, GuestAddress(gpa))
     }
 }
 
-impl Memory for FakeRam {
-    fn read(&self, gpa: u64, buf: &mut [u8]) -> Option<()> {
-        let r = self.range(gpa, buf.len())?;
-        buf.copy_from_slice(&self.bytes.borrow()[r]);
-        Some(())
-    }
-
-    fn write(&self, gpa: u64, data: &[u8]) -> Option<()> {
-        let r = self.range(gpa, data.len())?;
-        self.bytes.borrow_mut()[r].copy_from_slice(data);
-        Some(())
+impl std::ops::Deref for FakeRam {
+    type Target = GuestMemoryMmap<()>;
+    fn deref(&self) -> &Self::Target {
+        &self.mem
     }
 }
 
@@ -68,7 +69,7 @@ fn with_block(params: &BootParams) -> FakeRam {
 fn block_becomes_a_tree() {
     let params = BootParams { initrd: (0x5000_0000, 0x12_3456), cmdline: "console=ttyAMA0 quiet".into() };
     let mem = with_block(&params);
-    assert_eq!(install_device_tree(&mem, &P, seeds).unwrap(), Some(DTB));
+    assert_eq!(install_device_tree(&*mem, &P, &[], seeds).unwrap(), Some(DTB));
 
     let bytes = mem.snapshot();
     assert_eq!(bytes[..4], 0xd00d_feedu32.to_be_bytes(), "FDT magic");
@@ -88,14 +89,14 @@ fn block_becomes_a_tree() {
     assert_eq!(reg, [RAM.to_be_bytes(), (512 * MIB).to_be_bytes()].concat());
 
     // Run again (bhyve restarted without bhyveload): the tree stays.
-    assert_eq!(install_device_tree(&mem, &P, no_seeds).unwrap(), None);
+    assert_eq!(install_device_tree(&*mem, &P, &[], no_seeds).unwrap(), None);
     assert_eq!(mem.snapshot(), bytes);
 }
 
 #[test]
 fn no_initrd() {
     let mem = with_block(&BootParams { initrd: (0x5000_0000, 0), cmdline: String::new() });
-    assert_eq!(install_device_tree(&mem, &P, seeds).unwrap(), Some(DTB));
+    assert_eq!(install_device_tree(&*mem, &P, &[], seeds).unwrap(), Some(DTB));
     let bytes = mem.snapshot();
     let fdt = fdt::Fdt::new(&bytes).unwrap();
     let chosen = fdt.find_node("/chosen").unwrap();
@@ -111,7 +112,7 @@ fn anything_else_is_left_alone() {
         let mem = FakeRam::top(0x5a);
         mem.write(DTB, &head).unwrap();
         let before = mem.snapshot();
-        assert_eq!(install_device_tree(&mem, &P, no_seeds).unwrap(), None, "{head:x?}");
+        assert_eq!(install_device_tree(&*mem, &P, &[], no_seeds).unwrap(), None, "{head:x?}");
         assert_eq!(mem.snapshot(), before);
     }
 }
@@ -119,35 +120,35 @@ fn anything_else_is_left_alone() {
 #[test]
 fn ram_smaller_than_the_region_has_no_block() {
     let tiny = Platform { ram_size: MIB, ..P };
-    let mem = FakeRam { base: RAM, bytes: RefCell::new(vec![0; MIB as usize]) };
-    assert_eq!(install_device_tree(&mem, &tiny, no_seeds).unwrap(), None);
+    let mem = FakeRam::new(RAM, MIB as usize, 0);
+    assert_eq!(install_device_tree(&*mem, &tiny, &[], no_seeds).unwrap(), None);
 }
 
 #[test]
 fn errors() {
     // Memory that is not there.
-    let mem = FakeRam { base: RAM, bytes: RefCell::new(vec![0; 4096]) };
-    let e = install_device_tree(&mem, &P, no_seeds).unwrap_err();
+    let mem = FakeRam::new(RAM, 4096, 0);
+    let e = install_device_tree(&*mem, &P, &[], no_seeds).unwrap_err();
     assert_eq!(e.to_string(), "cannot read 4096 bytes of guest memory at 0x5fe00000, where the device tree goes");
 
     // The magic, then nonsense: a command line longer than there can be.
     let mem = with_block(&BootParams { initrd: (0, 0), cmdline: "x".into() });
     mem.write(DTB + 32, &u32::MAX.to_le_bytes()).unwrap();
-    let e = install_device_tree(&mem, &P, no_seeds).unwrap_err();
+    let e = install_device_tree(&*mem, &P, &[], no_seeds).unwrap_err();
     assert_eq!(e.to_string(), "the boot parameters at 0x5fe00000 are damaged (load the VM again with bhyveload)");
 
     // An initrd that wraps around.
     let mem = with_block(&BootParams { initrd: (u64::MAX - 10, 20), cmdline: "x".into() });
-    assert!(matches!(install_device_tree(&mem, &P, no_seeds), Err(Error::BadBootParams { gpa: DTB })));
+    assert!(matches!(install_device_tree(&*mem, &P, &[], no_seeds), Err(Error::BadBootParams { gpa: DTB })));
 
     // No random bytes.
     let mem = with_block(&BootParams::default());
-    let e = install_device_tree(&mem, &P, || Err(std::io::Error::other("no entropy"))).unwrap_err();
+    let e = install_device_tree(&*mem, &P, &[], || Err(std::io::Error::other("no entropy"))).unwrap_err();
     assert_eq!(e.to_string(), "cannot read /dev/urandom for the device tree's seeds: no entropy");
 
     // A tree that cannot be built: too many vCPUs.
     let mem = with_block(&BootParams::default());
-    let e = install_device_tree(&mem, &Platform { vcpus: 33, ..P }, seeds).unwrap_err();
+    let e = install_device_tree(&*mem, &Platform { vcpus: 33, ..P }, &[], seeds).unwrap_err();
     assert_eq!(e.to_string(), "cannot build the device tree: 33 vCPUs: a VM has 1 to 32");
 }
 
@@ -157,7 +158,7 @@ fn the_largest_block_fits_in_one_peek() {
     let block = params.encode().unwrap();
     assert!(block.len() <= PEEK);
     let mem = with_block(&params);
-    assert_eq!(install_device_tree(&mem, &P, seeds).unwrap(), Some(DTB));
+    assert_eq!(install_device_tree(&*mem, &P, &[], seeds).unwrap(), Some(DTB));
     let bytes = mem.snapshot();
     assert_eq!(fdt::Fdt::new(&bytes).unwrap().chosen().bootargs(), Some(params.cmdline.as_str()));
 }
@@ -165,13 +166,13 @@ fn the_largest_block_fits_in_one_peek() {
 #[test]
 fn replace_zeroes_only_the_rest_of_the_old_block() {
     let mem = FakeRam::top(0xee);
-    replace(&mem, DTB, 100, &[1, 2, 3]).unwrap();
+    replace(&*mem, DTB, 100, &[1, 2, 3]).unwrap();
     let bytes = mem.snapshot();
     assert_eq!(bytes[..3], [1, 2, 3]);
     assert!(bytes[3..100].iter().all(|&b| b == 0));
     assert!(bytes[100..].iter().all(|&b| b == 0xee));
     // A tree longer than the block: nothing to zero.
-    replace(&mem, DTB, 2, &[4, 5, 6]).unwrap();
+    replace(&*mem, DTB, 2, &[4, 5, 6]).unwrap();
     assert_eq!(mem.snapshot()[..4], [4, 5, 6, 0]);
 }
 

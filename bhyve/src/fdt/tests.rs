@@ -3,6 +3,8 @@
 //! properties is checked too, so that nothing unasked-for slips in.
 
 use super::*;
+use crate::devmgr::Slot;
+use crate::layout::PL011_BASE;
 use fdt::Fdt;
 
 const MIB: u64 = 1 << 20;
@@ -23,6 +25,7 @@ fn config() -> FdtConfig {
         initrd: Some(INITRD),
         rng_seed: seed(),
         kaslr_seed: 0x0123_4567_89ab_cdef,
+        devices: vec![Slot::Pl011.placement().unwrap(), Slot::Pl031.placement().unwrap()],
     }
 }
 
@@ -298,4 +301,50 @@ fn dtc_has_no_warnings() {
 #[ignore = "writes /tmp/bhyve-test.dtb"]
 fn write_example() {
     std::fs::write("/tmp/bhyve-test.dtb", create_fdt(&config()).unwrap()).unwrap();
+}
+
+/// With the device manager's devices: the tree has a node for each device
+/// on the bus (the test device excepted), at its window with its interrupt,
+/// and nothing for the transports that have no device.
+#[test]
+fn nodes_match_the_bus() {
+    use crate::bus::BusDevice;
+    use crate::devmgr::DeviceManager;
+    use std::sync::Arc;
+    struct Nothing;
+    impl BusDevice for Nothing {
+        fn read(&self, _: u64, _: u64, _: &mut [u8]) {}
+        fn write(&self, _: u64, _: u64, _: &[u8]) {}
+    }
+    let mut m = DeviceManager::new();
+    for s in [Slot::Pl011, Slot::Pl031, Slot::TestDev, Slot::VirtioMmio(0), Slot::VirtioMmio(5), Slot::VirtioMmio(31)] {
+        m.add(s, Arc::new(Nothing)).unwrap();
+    }
+    let blob = create_fdt(&FdtConfig { devices: m.placements().to_vec(), ..config() }).unwrap();
+    let fdt = Fdt::new(&blob).unwrap();
+    let mut with_reg = 0;
+    for node in fdt.all_nodes() {
+        let Some(reg) = node.property("reg").filter(|r| r.value.len() == 16) else { continue };
+        let r = u64s(reg.value);
+        if node.name.starts_with("memory@") || node.name.starts_with("intc@") {
+            continue;
+        }
+        with_reg += 1;
+        let (range, _) = m.bus().get(r[0]).unwrap_or_else(|| panic!("{} is not on the bus", node.name));
+        assert_eq!((range.base, range.len), (r[0], r[1]), "{}", node.name);
+        let p = m.placements().iter().find(|p| p.base == r[0]).unwrap();
+        match node.property("interrupts") {
+            Some(i) => assert_eq!(Some(cells(i.value)[1] + 32), p.intid(), "{}", node.name),
+            None => assert_eq!(p.intid(), None, "{}", node.name),
+        }
+    }
+    assert_eq!(with_reg, 5, "PL011, PL031 and three transports");
+    for n in [0u64, 5, 31] {
+        let path = format!("/virtio_mmio@{:x}", 0x0a00_0000 + n * 0x200);
+        assert_eq!(strings(prop(&fdt, &path, "compatible")), ["virtio,mmio"]);
+        assert_eq!(cells(prop(&fdt, &path, "interrupts")), [0, 16 + n as u32, 1], "SPI 16+n, rising edge");
+        assert!(prop(&fdt, &path, "dma-coherent").is_empty());
+        assert_eq!(prop_names(&fdt, &path), sorted(&["compatible", "reg", "interrupts", "dma-coherent"]));
+    }
+    assert!(fdt.find_node("/virtio_mmio@a000200").is_none());
 }

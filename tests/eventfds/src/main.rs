@@ -199,7 +199,32 @@ fn check(ok: bool, what: std::fmt::Arguments) -> bool {
     ok
 }
 
+/// A process that opened the VM, registered an ioeventfd at NOTIFY and an
+/// irqfd on EDGE, and was killed: its registrations must go with its
+/// descriptor, so this process can make the same ones (no EEXIST).
+fn killed_owner(name: &str) -> bool {
+    // SAFETY: the child only opens the VM, registers and kills itself.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let (a, b) = (eventfd(), eventfd());
+        if let Ok(vm) = Vm::open(name) {
+            let _ = vm.add_ioeventfd(NOTIFY, 4, Some(1), a.as_fd());
+            let _ = vm.add_irqfd(EDGE, b.as_fd(), None);
+        }
+        // SAFETY: ends this child at once, as kill -9 would.
+        unsafe { libc::raise(libc::SIGKILL) };
+    }
+    let mut status = 0;
+    // SAFETY: our child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    check(
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGKILL,
+        format_args!("a process that registered was killed"),
+    )
+}
+
 fn test(vm: &Vm, n: u64) -> vmmapi::Result<bool> {
+    let killed = killed_owner(vm.name());
     let fds = Arc::new(Fds { ack: eventfd(), edge: eventfd(), level: eventfd(), resample: eventfd() });
     // The vCPU thread's own: read in phase 2, closed in phase 5 while registered.
     let notify = eventfd();
@@ -208,7 +233,9 @@ fn test(vm: &Vm, n: u64) -> vmmapi::Result<bool> {
     vm.add_ioeventfd(ACK, 0, None, fds.ack.as_fd())?;
     vm.add_irqfd(EDGE, fds.edge.as_fd(), None)?;
     vm.add_irqfd(LEVEL, fds.level.as_fd(), Some(fds.resample.as_fd()))?;
-    let mut ok = errnos(vm, notify.as_fd(), fds.edge.as_fd());
+    // The same registrations as the killed process's were accepted just above.
+    let mut ok = killed && check(true, format_args!("its registrations went with it"));
+    ok &= errnos(vm, notify.as_fd(), fds.edge.as_fd());
     let mut notify = Some(notify);
 
     let (tx, rx) = mpsc::channel();

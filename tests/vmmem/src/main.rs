@@ -4,6 +4,7 @@
 //! the bytes the guest sees. Test-only (system tests in the emulated host).
 
 use std::process::ExitCode;
+use vmmapi::vm_memory::{Bytes, GuestAddress};
 
 fn num(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
@@ -39,11 +40,11 @@ fn main() -> ExitCode {
         let chunk = &mut buf[..n];
         let ok = if op == "fill" {
             chunk.fill(byte);
-            mem.write(at, chunk)
+            mem.write_slice(chunk, GuestAddress(at))
         } else {
-            mem.read(at, chunk).map(|()| bad += chunk.iter().filter(|&&b| b != byte).count() as u64)
+            mem.read_slice(chunk, GuestAddress(at)).map(|()| bad += chunk.iter().filter(|&&b| b != byte).count() as u64)
         };
-        if ok.is_none() {
+        if ok.is_err() {
             eprintln!("vmmem: {at:#x} is outside the VM's memory");
             return ExitCode::from(1);
         }

@@ -8,6 +8,7 @@
 
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
+use vmmapi::vm_memory::{Bytes, GuestAddress};
 use vmmapi::{Errno, Exit, HypStatus, Vm, VmReg, VM_SYSMEM_BASE};
 
 const NAME: &str = "cycle";
@@ -52,7 +53,7 @@ fn load(vm: &Vm, guest: &[u8]) -> Result<(), Failure> {
         // the access, which a single injected fault lets succeed).
         // SAFETY: installs a handler that only calls _exit.
         unsafe { libc::signal(libc::SIGBUS, sigbus_exit as *const () as libc::sighandler_t) };
-        let ok = mem.write(VM_SYSMEM_BASE, guest).is_some();
+        let ok = mem.write_slice(guest, GuestAddress(VM_SYSMEM_BASE)).is_ok();
         // SAFETY: leaves the child.
         unsafe { libc::_exit(if ok { 0 } else { 1 }) };
     }

@@ -7,6 +7,7 @@ use crate::rng::Rng;
 use crate::{kick, Tally};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use vmmapi::vm_memory::{Bytes, GuestAddress};
 use vmmapi::{Exit, Vm, VmReg, VM_SYSMEM_BASE};
 
 /// The VM the races are about.
@@ -33,7 +34,7 @@ fn load(guest: &[u8]) -> vmmapi::Result<Vm> {
         vm.setup_memory(MEM)?;
     }
     let mem = vm.map_memory()?;
-    let _ = mem.write(VM_SYSMEM_BASE, guest);
+    let _ = mem.write_slice(guest, GuestAddress(VM_SYSMEM_BASE));
     drop(mem);
     let v = vm.vcpu(0);
     v.activate()?;
@@ -203,7 +204,7 @@ pub fn fork_use(guest: &[u8], rounds: u32, tally: &mut Tally) {
             let status = vm.vcpu(0).get_register(VmReg::PC).map_or_else(|e| e.errno() as i32, |_| 0);
             if let Some(m) = &mem {
                 let mut buf = [0u8; 8];
-                let _ = m.read(VM_SYSMEM_BASE, &mut buf);
+                let _ = m.read_slice(&mut buf, GuestAddress(VM_SYSMEM_BASE));
             }
             // SAFETY: leaves the child.
             unsafe { libc::_exit(status) };

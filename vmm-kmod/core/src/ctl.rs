@@ -139,10 +139,12 @@ pub fn vm_open(vms: &Vms, minor: u32) -> Result<VmRef, Errno> {
     reg.by_minor(minor).cloned().ok_or(ENXIO)
 }
 
-/// Dispatches an ioctl of `/dev/vmm/NAME`; `buf` is the kernel copy of the
-/// argument. Every field is checked; user pointers inside arguments are
-/// only followed through the kernel's user-copy functions.
-pub fn vm_ioctl(vm: &Vm, cmd: u32, buf: &mut [u8]) -> Result<(), Errno> {
+/// Dispatches an ioctl of `/dev/vmm/NAME` made through the open file
+/// `owner` (a token: what it registers goes when that file is closed);
+/// `buf` is the kernel copy of the argument. Every field is checked; user
+/// pointers inside arguments are only followed through the kernel's
+/// user-copy functions.
+pub fn vm_ioctl(vm: &Vm, owner: usize, cmd: u32, buf: &mut [u8]) -> Result<(), Errno> {
     if vm.is_destroyed() {
         return Err(ENXIO);
     }
@@ -156,8 +158,8 @@ pub fn vm_ioctl(vm: &Vm, cmd: u32, buf: &mut [u8]) -> Result<(), Errno> {
         VM_ATTACH_VGIC => vm.attach_vgic(&read_arg(buf)?),
         VM_ASSERT_IRQ => vm.set_irq_line(read_arg::<VmIrq>(buf)?.irq, true),
         VM_DEASSERT_IRQ => vm.set_irq_line(read_arg::<VmIrq>(buf)?.irq, false),
-        VM_IOEVENTFD => vm.ioeventfd(&read_arg(buf)?),
-        VM_IRQFD => vm.irqfd(&read_arg(buf)?),
+        VM_IOEVENTFD => vm.ioeventfd(&read_arg(buf)?, owner),
+        VM_IRQFD => vm.irqfd(&read_arg(buf)?, owner),
         VM_SUSPEND => {
             let s: VmSuspend = read_arg(buf)?;
             match SuspendHow::from_u32(s.how) {
@@ -374,7 +376,7 @@ mod tests {
         destroy_req(&v, "a").unwrap();
         assert!(file.is_destroyed());
         assert_eq!(file.refs(), 1, "the file holds the last reference");
-        assert_eq!(vm_ioctl(&file, VM_RUN, &mut []), Err(ENXIO));
+        assert_eq!(vm_ioctl(&file, 1, VM_RUN, &mut []), Err(ENXIO));
         assert!(vm_open(&v, minor).is_err(), "the VM is gone");
         let raw = file.into_raw();
         // SAFETY: raw came from into_raw just above.
@@ -409,7 +411,7 @@ mod vm_tests {
     fn memory_and_registers_through_ioctls() {
         let vm = VmRef::new(b"t").unwrap();
         let mut seg = VmMemseg { segid: VM_SYSMEM, pad: 0, len: 16 << 20, name: [0; VM_MAX_SUFFIXLEN] };
-        vm_ioctl(&vm, VM_ALLOC_MEMSEG, bytes(&mut seg)).unwrap();
+        vm_ioctl(&vm, 1, VM_ALLOC_MEMSEG, bytes(&mut seg)).unwrap();
         let mut m = VmMemmap {
             gpa: VM_SYSMEM_BASE,
             segid: VM_SYSMEM,
@@ -419,58 +421,58 @@ mod vm_tests {
             prot: VM_PROT_ALL,
             flags: 0,
         };
-        vm_ioctl(&vm, VM_MMAP_MEMSEG, bytes(&mut m)).unwrap();
+        vm_ioctl(&vm, 1, VM_MMAP_MEMSEG, bytes(&mut m)).unwrap();
         let mut q = VmMemseg { len: 0, ..seg };
-        vm_ioctl(&vm, VM_GET_MEMSEG, bytes(&mut q)).unwrap();
+        vm_ioctl(&vm, 1, VM_GET_MEMSEG, bytes(&mut q)).unwrap();
         assert_eq!(q.len, 16 << 20);
         assert!(vm_mmap_check(&vm, VM_SYSMEM_BASE, 16 << 20, true).is_ok());
         assert_eq!(vm_mmap_check(&vm, VM_SYSMEM_BASE, 16 << 20, false), Err(EINVAL), "private mappings");
         assert_eq!(vm_mmap_check(&vm, 0, 4096, true), Err(EINVAL));
 
         let mut a = VmActivateCpu { vcpuid: 0, pad: 0 };
-        vm_ioctl(&vm, VM_ACTIVATE_CPU, bytes(&mut a)).unwrap();
+        vm_ioctl(&vm, 1, VM_ACTIVATE_CPU, bytes(&mut a)).unwrap();
         let mut r = VmRegister { cpuid: 0, regnum: VmReg::PC.0, regval: VM_SYSMEM_BASE };
-        vm_ioctl(&vm, VM_SET_REGISTER, bytes(&mut r)).unwrap();
+        vm_ioctl(&vm, 1, VM_SET_REGISTER, bytes(&mut r)).unwrap();
         let nums = [VmReg::PC.0, VmReg::CPSR.0];
         let mut vals = [0u64; 2];
         let mut rs =
             VmRegisterSet { cpuid: 0, count: 2, regnums: nums.as_ptr() as u64, regvals: vals.as_mut_ptr() as u64 };
-        vm_ioctl(&vm, VM_GET_REGISTER_SET, bytes(&mut rs)).unwrap();
+        vm_ioctl(&vm, 1, VM_GET_REGISTER_SET, bytes(&mut rs)).unwrap();
         assert_eq!(vals, [VM_SYSMEM_BASE, 0x3c5]);
         let mut bad = VmRegister { cpuid: 0, regnum: VmReg::CPSR.0, regval: 0x3c9 };
-        assert_eq!(vm_ioctl(&vm, VM_SET_REGISTER, bytes(&mut bad)), Err(EINVAL), "never EL2");
+        assert_eq!(vm_ioctl(&vm, 1, VM_SET_REGISTER, bytes(&mut bad)), Err(EINVAL), "never EL2");
         let mut bad = VmRegister { cpuid: 99, ..r };
-        assert_eq!(vm_ioctl(&vm, VM_SET_REGISTER, bytes(&mut bad)), Err(EINVAL));
+        assert_eq!(vm_ioctl(&vm, 1, VM_SET_REGISTER, bytes(&mut bad)), Err(EINVAL));
         let mut rs = VmRegisterSet { count: 1000, ..rs };
-        assert_eq!(vm_ioctl(&vm, VM_GET_REGISTER_SET, bytes(&mut rs)), Err(EINVAL));
+        assert_eq!(vm_ioctl(&vm, 1, VM_GET_REGISTER_SET, bytes(&mut rs)), Err(EINVAL));
         let _held = vm.vcpu(0).unwrap().try_lock().unwrap();
-        assert_eq!(vm_ioctl(&vm, VM_GET_REGISTER, bytes(&mut r)), Err(EBUSY), "a running vCPU");
+        assert_eq!(vm_ioctl(&vm, 1, VM_GET_REGISTER, bytes(&mut r)), Err(EBUSY), "a running vCPU");
     }
 
     #[test]
     fn suspend_and_stats() {
         let vm = VmRef::new(b"s").unwrap();
         let mut s = VmSuspend { how: SuspendHow::Destroy as u32 };
-        assert_eq!(vm_ioctl(&vm, VM_SUSPEND, bytes(&mut s)), Err(EINVAL), "only the kernel destroys");
+        assert_eq!(vm_ioctl(&vm, 1, VM_SUSPEND, bytes(&mut s)), Err(EINVAL), "only the kernel destroys");
         let mut s = VmSuspend { how: SuspendHow::Poweroff as u32 };
-        vm_ioctl(&vm, VM_SUSPEND, bytes(&mut s)).unwrap();
+        vm_ioctl(&vm, 1, VM_SUSPEND, bytes(&mut s)).unwrap();
         assert_eq!(vm.suspended(), Some(SuspendHow::Poweroff));
         vm.activate(0).unwrap();
         let held = vm.vcpu(0).unwrap().try_lock().unwrap();
-        assert_eq!(vm_ioctl(&vm, VM_REINIT, &mut []), Err(EBUSY), "not while a vCPU runs");
+        assert_eq!(vm_ioctl(&vm, 1, VM_REINIT, &mut []), Err(EBUSY), "not while a vCPU runs");
         drop(held);
-        vm_ioctl(&vm, VM_REINIT, &mut []).unwrap();
+        vm_ioctl(&vm, 1, VM_REINIT, &mut []).unwrap();
         assert_eq!(vm.suspended(), None, "ready to boot again");
         assert_eq!(vm.active_mask(), 0);
         let mut st = VmStats::default();
-        vm_ioctl(&vm, VM_STATS, bytes(&mut st)).unwrap();
+        vm_ioctl(&vm, 1, VM_STATS, bytes(&mut st)).unwrap();
         assert_eq!(st.num_entries as usize, STAT_COUNT);
         let mut d = VmStatDesc { index: 0, ..Default::default() };
-        vm_ioctl(&vm, VM_STAT_DESC, bytes(&mut d)).unwrap();
+        vm_ioctl(&vm, 1, VM_STAT_DESC, bytes(&mut d)).unwrap();
         assert!(d.desc.starts_with(b"total exits\0"));
         let mut d = VmStatDesc { index: STAT_COUNT as i32, ..Default::default() };
-        assert_eq!(vm_ioctl(&vm, VM_STAT_DESC, bytes(&mut d)), Err(EINVAL));
+        assert_eq!(vm_ioctl(&vm, 1, VM_STAT_DESC, bytes(&mut d)), Err(EINVAL));
         let mut c = VmCpuset { which: 7, ..Default::default() };
-        assert_eq!(vm_ioctl(&vm, VM_GET_CPUS, bytes(&mut c)), Err(EINVAL));
+        assert_eq!(vm_ioctl(&vm, 1, VM_GET_CPUS, bytes(&mut c)), Err(EINVAL));
     }
 }

@@ -155,19 +155,22 @@ pub extern "C" fn vmm_vm_open(minor: u32, out: *mut *mut c_void) -> i32 {
     }
 }
 
-/// Release of a file of `/dev/vmm/NAME`: drops its VM reference.
+/// Release of the file `owner` of `/dev/vmm/NAME`: the eventfds registered
+/// through it go, then its VM reference.
 #[no_mangle]
-pub extern "C" fn vmm_vm_release(vm: *mut c_void) {
+pub extern "C" fn vmm_vm_release(vm: *mut c_void, owner: *const c_void) {
     if !vm.is_null() {
         // SAFETY: the pointer is the file's private data set by vmm_vm_open,
         // released exactly once by the VFS.
-        drop(unsafe { VmRef::from_raw(vm as *mut Vm) });
+        let vm = unsafe { VmRef::from_raw(vm as *mut Vm) };
+        vm.release_owner(owner as usize);
+        drop(vm);
     }
 }
 
-/// An ioctl of `/dev/vmm/NAME`.
+/// An ioctl of `/dev/vmm/NAME` through its open file `owner`.
 #[no_mangle]
-pub extern "C" fn vmm_vm_ioctl(vm: *mut c_void, cmd: u32, buf: *mut u8, len: usize) -> i64 {
+pub extern "C" fn vmm_vm_ioctl(vm: *mut c_void, owner: *const c_void, cmd: u32, buf: *mut u8, len: usize) -> i64 {
     if vm.is_null() {
         return -EINVAL.0 as i64;
     }
@@ -175,7 +178,7 @@ pub extern "C" fn vmm_vm_ioctl(vm: *mut c_void, cmd: u32, buf: *mut u8, len: usi
     let vm = unsafe { VmRef::borrow_raw(vm as *mut Vm) };
     // SAFETY: the shim passes a kernel buffer of exactly `len` bytes.
     let buf = unsafe { arg(buf, len) };
-    ret(ctl::vm_ioctl(vm, cmd, buf)) as i64
+    ret(ctl::vm_ioctl(vm, owner as usize, cmd, buf)) as i64
 }
 
 /// `mmap` of `/dev/vmm/NAME`: may `[offset, offset + len)` be mapped?

@@ -123,20 +123,36 @@ impl Vm {
     /// `VM_IOEVENTFD`: the range must lie in the address space, outside
     /// guest RAM and the vGIC's frames (if attached; attaching later checks
     /// the other way round).
-    pub fn ioeventfd(&self, r: &VmIoeventfd) -> Result<(), Errno> {
+    /// `owner` is the VM's open file it comes through: closing that file
+    /// removes the registration.
+    pub fn ioeventfd(&self, r: &VmIoeventfd, owner: usize) -> Result<(), Errno> {
         // Held throughout, as attach_vgic holds it while checking the
         // ioeventfds: the two cannot pass each other's checks.
         let vgic = self.vgic.lock();
         let limit = self.mem.lock().stage2().geometry().ipa_limit();
         let reserved =
             |a: u64, l: u64| self.mem.lock().overlaps(a, l) || vgic.as_ref().is_some_and(|g| g.overlaps(a, l));
-        self.iofds.ioeventfd(r, limit, reserved)
+        self.iofds.ioeventfd(r, owner, limit, reserved)
     }
 
-    /// `VM_IRQFD`. An SPI that loses its last resampling irqfd has its line
-    /// lowered (nobody would lower it otherwise).
-    pub fn irqfd(&self, r: &VmIrqfd) -> Result<(), Errno> {
-        let lowered = self.iofds.irqfd(self as *const Vm as *const core::ffi::c_void, r)?;
+    /// `VM_IRQFD` through the VM's open file `owner`. An SPI that loses its
+    /// last resampling irqfd has its line lowered (nobody would lower it
+    /// otherwise).
+    pub fn irqfd(&self, r: &VmIrqfd, owner: usize) -> Result<(), Errno> {
+        let lowered = self.iofds.irqfd(self as *const Vm as *const core::ffi::c_void, r, owner)?;
+        self.lower_spis(lowered);
+        Ok(())
+    }
+
+    /// The VM's open file `owner` is being closed: the ioeventfds and irqfds
+    /// registered through it go (the process that made them is done with them).
+    pub fn release_owner(&self, owner: usize) {
+        let lowered = self.iofds.release(owner);
+        self.lower_spis(lowered);
+    }
+
+    /// Lowers the lines of the SPIs in `lowered` (bit n: INTID 32 + n).
+    fn lower_spis(&self, lowered: crate::iofd::irqfd::SpiMask) {
         if lowered != 0 {
             if let Some(g) = self.vgic.lock().as_mut() {
                 for n in (0..128).filter(|n| lowered & (1 << n) != 0) {
@@ -144,7 +160,6 @@ impl Vm {
                 }
             }
         }
-        Ok(())
     }
 
     /// An irqfd of this VM fired (interrupts off, a spinlock held): noted

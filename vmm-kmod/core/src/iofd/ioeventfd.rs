@@ -82,11 +82,12 @@ impl Request {
     }
 }
 
-/// One registration.
+/// One registration, and the open file of the VM it came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     key: Key,
     efd: Eventfd,
+    owner: usize,
 }
 
 /// A VM's ioeventfds, sorted by key. All-zero bytes are an empty table
@@ -107,11 +108,12 @@ impl Ioeventfds {
         self.n == 0
     }
 
-    /// Adds `efd` (a reference the table then owns) for `key`. `EEXIST`
+    /// Adds `efd` (a reference the table then owns) for `key`, registered
+    /// through the VM's open file `owner` (see [`Ioeventfds::drain_owner`]). `EEXIST`
     /// when a registration at the same address could match the same write
     /// (same or any size, same or any value: a write has one destination),
     /// `ENOSPC` when the table is full. On error the caller keeps `efd`.
-    pub fn insert(&mut self, key: Key, efd: Eventfd) -> Result<(), Errno> {
+    pub fn insert(&mut self, key: Key, efd: Eventfd, owner: usize) -> Result<(), Errno> {
         let clash = self.at(key.gpa).iter().any(|e| {
             (e.key.len == 0 || key.len == 0 || e.key.len == key.len)
                 && (e.key.datamatch.is_none() || key.datamatch.is_none() || e.key.datamatch == key.datamatch)
@@ -124,7 +126,7 @@ impl Ioeventfds {
         }
         let i = self.entries[..self.n].partition_point(|e| e.key < key);
         self.entries.copy_within(i..self.n, i + 1);
-        self.entries[i] = Entry { key, efd };
+        self.entries[i] = Entry { key, efd, owner };
         self.n += 1;
         Ok(())
     }
@@ -137,8 +139,27 @@ impl Ioeventfds {
         let old = self.entries[i].efd;
         self.entries.copy_within(i + 1..self.n, i);
         self.n -= 1;
-        self.entries[self.n] = Entry { key: Key::default(), efd: Eventfd::NONE };
+        self.entries[self.n] = Entry { key: Key::default(), efd: Eventfd::NONE, owner: 0 };
         Ok(old)
+    }
+
+    /// Removes the registrations made through the open file `owner` (it is
+    /// being closed), handing each reference to `put`; keeps the rest sorted.
+    pub fn drain_owner(&mut self, owner: usize, mut put: impl FnMut(Eventfd)) {
+        let mut kept = 0;
+        for i in 0..self.n {
+            let e = self.entries[i];
+            if e.owner == owner {
+                put(e.efd);
+            } else {
+                self.entries[kept] = e;
+                kept += 1;
+            }
+        }
+        for e in &mut self.entries[kept..self.n] {
+            *e = Entry { key: Key::default(), efd: Eventfd::NONE, owner: 0 };
+        }
+        self.n = kept;
     }
 
     /// Empties the table, handing each reference to `put`.
@@ -239,10 +260,10 @@ mod tests {
     #[test]
     fn writes_match_address_size_and_value() {
         let mut t = table();
-        t.insert(key(0x0a00_0050, 4, Some(0)), efd(1)).unwrap();
-        t.insert(key(0x0a00_0050, 4, Some(1)), efd(2)).unwrap();
-        t.insert(key(0x0a00_0250, 0, None), efd(3)).unwrap();
-        t.insert(key(0x0a00_0010, 2, None), efd(4)).unwrap();
+        t.insert(key(0x0a00_0050, 4, Some(0)), efd(1), 1).unwrap();
+        t.insert(key(0x0a00_0050, 4, Some(1)), efd(2), 1).unwrap();
+        t.insert(key(0x0a00_0250, 0, None), efd(3), 1).unwrap();
+        t.insert(key(0x0a00_0010, 2, None), efd(4), 1).unwrap();
         assert_eq!(t.lookup(0x0a00_0050, 4, 1), Some(efd(2)));
         assert_eq!(t.lookup(0x0a00_0050, 4, 0xffff_ffff_0000_0000), Some(efd(1)), "truncated to 4 bytes");
         assert_eq!(t.lookup(0x0a00_0050, 4, 2), None, "no queue 2");
@@ -258,12 +279,12 @@ mod tests {
     #[test]
     fn clashes_removal_and_the_limit() {
         let mut t = table();
-        t.insert(key(0x0a00_0050, 4, Some(1)), efd(1)).unwrap();
-        assert_eq!(t.insert(key(0x0a00_0050, 4, Some(1)), efd(2)), Err(EEXIST), "the same");
-        assert_eq!(t.insert(key(0x0a00_0050, 4, None), efd(2)), Err(EEXIST), "any value overlaps");
-        assert_eq!(t.insert(key(0x0a00_0050, 0, None), efd(2)), Err(EEXIST), "any size overlaps");
-        t.insert(key(0x0a00_0050, 2, Some(1)), efd(2)).unwrap();
-        t.insert(key(0x0a00_0050, 4, Some(2)), efd(3)).unwrap();
+        t.insert(key(0x0a00_0050, 4, Some(1)), efd(1), 1).unwrap();
+        assert_eq!(t.insert(key(0x0a00_0050, 4, Some(1)), efd(2), 1), Err(EEXIST), "the same");
+        assert_eq!(t.insert(key(0x0a00_0050, 4, None), efd(2), 1), Err(EEXIST), "any value overlaps");
+        assert_eq!(t.insert(key(0x0a00_0050, 0, None), efd(2), 1), Err(EEXIST), "any size overlaps");
+        t.insert(key(0x0a00_0050, 2, Some(1)), efd(2), 1).unwrap();
+        t.insert(key(0x0a00_0050, 4, Some(2)), efd(3), 1).unwrap();
         assert_eq!(t.remove(key(0x0a00_0050, 4, Some(1)), efd(9)), Err(ENOENT), "another eventfd");
         assert_eq!(t.remove(key(0x0a00_0050, 4, None), efd(1)), Err(ENOENT), "not with any value");
         assert_eq!(t.remove(key(0x0a00_0050, 4, Some(1)), efd(1)), Ok(efd(1)));
@@ -273,9 +294,9 @@ mod tests {
         for i in 0..VM_MAX_IOEVENTFDS {
             // Inserted out of order; kept sorted.
             let gpa = 0x0a00_0000 + ((i * 37) % VM_MAX_IOEVENTFDS) as u64 * 8;
-            t.insert(key(gpa, 8, None), efd(i + 1)).unwrap();
+            t.insert(key(gpa, 8, None), efd(i + 1), 1).unwrap();
         }
-        assert_eq!(t.insert(key(0x0b00_0000, 8, None), efd(999)), Err(ENOSPC));
+        assert_eq!(t.insert(key(0x0b00_0000, 8, None), efd(999), 1), Err(ENOSPC));
         assert!(t.entries.windows(2).all(|w| w[0].key < w[1].key));
         for i in 0..VM_MAX_IOEVENTFDS {
             let gpa = 0x0a00_0000 + ((i * 37) % VM_MAX_IOEVENTFDS) as u64 * 8;

@@ -53,13 +53,15 @@ impl Request {
 }
 
 /// One registration: the hook on the eventfd (raw, owned), that eventfd
-/// (the hook's reference), the SPI, and the resample eventfd (owned) or none.
+/// (the hook's reference), the SPI, the resample eventfd (owned) or none,
+/// and the VM's open file it came through.
 #[derive(Clone, Copy)]
 struct Slot {
     hook: *mut c_void,
     efd: Eventfd,
     spi: u32,
     resample: Eventfd,
+    owner: usize,
 }
 
 /// A VM's irqfds. All-zero bytes are an empty table (allocated zeroed).
@@ -86,7 +88,7 @@ impl Irqfds {
     /// eventfds are reaped first. `EEXIST` if the eventfd already raises
     /// an interrupt of this VM, `ENOSPC` when full; `EBADF`/`EINVAL` for
     /// descriptors that are not eventfds. Nothing is kept on error.
-    pub fn assign(&mut self, vm: *const c_void, r: &Request) -> Result<(), Errno> {
+    pub fn assign(&mut self, vm: *const c_void, r: &Request, owner: usize) -> Result<(), Errno> {
         self.reap();
         let resample = match r.resamplefd {
             Some(fd) => Eventfd::get(fd)?,
@@ -110,7 +112,7 @@ impl Irqfds {
             }
         };
         hook.arm();
-        self.slots[self.n] = Slot { hook: hook.into_raw(), efd, spi: r.spi, resample };
+        self.slots[self.n] = Slot { hook: hook.into_raw(), efd, spi: r.spi, resample, owner };
         self.n += 1;
         Ok(())
     }
@@ -140,6 +142,19 @@ impl Irqfds {
         }
     }
 
+    /// Frees the registrations made through the open file `owner` (it is
+    /// being closed).
+    pub fn release(&mut self, owner: usize) {
+        let mut i = 0;
+        while i < self.n {
+            if self.slots[i].owner == owner {
+                self.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
     /// Frees every registration.
     pub fn clear(&mut self) {
         while self.n > 0 {
@@ -151,7 +166,8 @@ impl Irqfds {
         let s = self.slots[i];
         self.slots.copy_within(i + 1..self.n, i);
         self.n -= 1;
-        self.slots[self.n] = Slot { hook: core::ptr::null_mut(), efd: Eventfd::NONE, spi: 0, resample: Eventfd::NONE };
+        self.slots[self.n] =
+            Slot { hook: core::ptr::null_mut(), efd: Eventfd::NONE, spi: 0, resample: Eventfd::NONE, owner: 0 };
         // SAFETY: the table's hook, now off the table: unhooked and freed
         // (after this no callback runs or will run for it).
         drop(unsafe { IrqfdHook::from_raw(s.hook) });

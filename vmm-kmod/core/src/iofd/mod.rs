@@ -2,8 +2,11 @@
 //! eventfd) and [`irqfd`] (eventfds that raise SPIs), and the state they
 //! share with the vGIC and the exit path ([`IoFds`]).
 //!
-//! Registrations live until removed, `VM_REINIT`, or the VM's end (an
-//! irqfd also until its eventfd is closed: reaped at the next `VM_IRQFD`).
+//! Registrations live until removed, until the open file of the VM they were
+//! made through is closed (the process that made them exited, even by
+//! `kill -9`: a new `bhyve` on the VM finds none of its predecessor's),
+//! `VM_REINIT`, or the VM's end (an irqfd also until its eventfd is closed:
+//! reaped at the next `VM_IRQFD`).
 
 pub mod ioeventfd;
 pub mod irqfd;
@@ -81,9 +84,15 @@ impl IoFds {
         })
     }
 
-    /// `VM_IOEVENTFD`, with the VM's address-space size and what it
-    /// reserves (guest RAM, the vGIC's frames).
-    pub fn ioeventfd(&self, r: &VmIoeventfd, ipa_limit: u64, reserved: impl Fn(u64, u64) -> bool) -> Result<(), Errno> {
+    /// `VM_IOEVENTFD` through the VM's open file `owner`, with the VM's
+    /// address-space size and what it reserves (guest RAM, the vGIC's frames).
+    pub fn ioeventfd(
+        &self,
+        r: &VmIoeventfd,
+        owner: usize,
+        ipa_limit: u64,
+        reserved: impl Fn(u64, u64) -> bool,
+    ) -> Result<(), Errno> {
         let req = IoRequest::check(r, ipa_limit, reserved)?;
         let efd = Eventfd::get(req.fd)?;
         let mut spare = None;
@@ -102,7 +111,7 @@ impl IoFds {
         let r = match t.as_mut() {
             None => Err(crate::errno::ENOENT),
             Some(t) if req.deassign => t.remove(req.key, efd),
-            Some(t) => t.insert(req.key, efd).map(|()| Eventfd::NONE),
+            Some(t) => t.insert(req.key, efd, owner).map(|()| Eventfd::NONE),
         };
         self.nr_ioevents.store(t.as_ref().map_or(0, |t| t.len()), Ordering::Release);
         drop(t);
@@ -149,9 +158,10 @@ impl IoFds {
         self.ioevents.read().as_ref().is_some_and(|t| t.overlaps(addr, len))
     }
 
-    /// `VM_IRQFD` for the VM at `vm`. Returns the SPIs that lost their last
-    /// resampling irqfd, whose lines the caller lowers.
-    pub fn irqfd(&self, vm: *const c_void, r: &VmIrqfd) -> Result<SpiMask, Errno> {
+    /// `VM_IRQFD` for the VM at `vm`, through its open file `owner`. Returns
+    /// the SPIs that lost their last resampling irqfd, whose lines the
+    /// caller lowers.
+    pub fn irqfd(&self, vm: *const c_void, r: &VmIrqfd, owner: usize) -> Result<SpiMask, Errno> {
         let req = IrqRequest::check(r)?;
         let mut t = self.irqfds.lock();
         let table = match t.as_mut() {
@@ -160,7 +170,7 @@ impl IoFds {
             None => t.insert(unsafe { KBox::<Irqfds>::try_new_zeroed() }?),
         };
         let before = table.resampled();
-        let r = if req.deassign { table.deassign(&req) } else { table.assign(vm, &req) };
+        let r = if req.deassign { table.deassign(&req) } else { table.assign(vm, &req, owner) };
         let after = table.resampled();
         self.resampled.store(after);
         r.map(|()| before & !after)
@@ -198,6 +208,26 @@ impl IoFds {
         if let Some(t) = self.irqfds.lock().as_ref() {
             t.notify_resample(done);
         }
+    }
+
+    /// Drops the registrations made through the open file `owner`, which is
+    /// being closed. Returns the SPIs that lost their last resampling irqfd,
+    /// whose lines the caller lowers.
+    pub fn release(&self, owner: usize) -> SpiMask {
+        let mut lowered = 0;
+        if let Some(t) = self.irqfds.lock().as_mut() {
+            let before = t.resampled();
+            t.release(owner);
+            let after = t.resampled();
+            self.resampled.store(after);
+            lowered = before & !after;
+        }
+        if let Some(t) = self.ioevents.write().as_mut() {
+            // SAFETY: references the table gives up.
+            t.drain_owner(owner, |e| unsafe { e.put() });
+            self.nr_ioevents.store(t.len(), Ordering::Release);
+        }
+        lowered
     }
 
     /// Drops every registration (`VM_REINIT`, the VM's end) and what they

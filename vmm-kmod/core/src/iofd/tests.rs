@@ -14,6 +14,8 @@ use vmm_uapi::*;
 
 const EBADF: Errno = Errno(9);
 const NOTIFY: u64 = 0x0a00_0050;
+/// The open file the registrations come through (a token).
+const OWNER: usize = 0x1111;
 
 fn vm() -> VmRef {
     let vm = VmRef::new(b"t").unwrap();
@@ -68,14 +70,14 @@ fn refs() -> (i64, i64) {
 fn ioeventfd_errnos_and_lifetime() {
     let vm = vm();
     let (efd, other) = (open_eventfd(), open_other());
-    vm.ioeventfd(&io(NOTIFY, 4, Some(1), efd, false)).unwrap();
-    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(1), efd, false)), Err(EEXIST));
-    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(2), 99, false)), Err(EBADF), "not open");
-    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(2), other, false)), Err(EINVAL), "not an eventfd");
-    assert_eq!(vm.ioeventfd(&io(NOTIFY, 3, None, efd, false)), Err(EINVAL), "bad len");
-    assert_eq!(vm.ioeventfd(&io(NOTIFY, 0, Some(2), efd, false)), Err(EINVAL), "any size with a value");
-    assert_eq!(vm.ioeventfd(&io(VM_SYSMEM_BASE + 0x100, 4, None, efd, false)), Err(EINVAL), "RAM");
-    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(2), efd, true)), Err(ENOENT), "never registered");
+    vm.ioeventfd(&io(NOTIFY, 4, Some(1), efd, false), OWNER).unwrap();
+    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(1), efd, false), OWNER), Err(EEXIST));
+    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(2), 99, false), OWNER), Err(EBADF), "not open");
+    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(2), other, false), OWNER), Err(EINVAL), "not an eventfd");
+    assert_eq!(vm.ioeventfd(&io(NOTIFY, 3, None, efd, false), OWNER), Err(EINVAL), "bad len");
+    assert_eq!(vm.ioeventfd(&io(NOTIFY, 0, Some(2), efd, false), OWNER), Err(EINVAL), "any size with a value");
+    assert_eq!(vm.ioeventfd(&io(VM_SYSMEM_BASE + 0x100, 4, None, efd, false), OWNER), Err(EINVAL), "RAM");
+    assert_eq!(vm.ioeventfd(&io(NOTIFY, 4, Some(2), efd, true), OWNER), Err(ENOENT), "never registered");
     assert_eq!(refs(), (1, 0), "only the table's reference is left");
     // The exit path: the matching write is taken and signalled, others not.
     let mut env = vm.env(0);
@@ -86,15 +88,15 @@ fn ioeventfd_errnos_and_lifetime() {
     close_fd(efd);
     assert!(env.ioeventfd(NOTIFY, 4, 1));
     let efd = open_eventfd();
-    vm.ioeventfd(&io(NOTIFY, 0, None, efd, false)).unwrap_err();
-    vm.ioeventfd(&io(NOTIFY + 4, 0, None, efd, false)).unwrap();
-    vm.ioeventfd(&io(NOTIFY + 4, 0, None, efd, true)).unwrap();
+    vm.ioeventfd(&io(NOTIFY, 0, None, efd, false), OWNER).unwrap_err();
+    vm.ioeventfd(&io(NOTIFY + 4, 0, None, efd, false), OWNER).unwrap();
+    vm.ioeventfd(&io(NOTIFY + 4, 0, None, efd, true), OWNER).unwrap();
     assert!(!env.ioeventfd(NOTIFY + 4, 1, 0));
     // The limit; then VM_REINIT lets every reference go.
     for i in 1..VM_MAX_IOEVENTFDS as u64 {
-        vm.ioeventfd(&io(0x0c00_0000 + 8 * i, 8, None, efd, false)).unwrap();
+        vm.ioeventfd(&io(0x0c00_0000 + 8 * i, 8, None, efd, false), OWNER).unwrap();
     }
-    assert_eq!(vm.ioeventfd(&io(0x0d00_0000, 8, None, efd, false)), Err(ENOSPC));
+    assert_eq!(vm.ioeventfd(&io(0x0d00_0000, 8, None, efd, false), OWNER), Err(ENOSPC));
     assert_eq!(refs().0, VM_MAX_IOEVENTFDS as i64);
     vm.reinit().unwrap();
     assert_eq!(refs(), (0, 0));
@@ -105,7 +107,7 @@ fn ioeventfd_errnos_and_lifetime() {
 fn ioeventfds_and_the_vgic_frames_exclude_each_other() {
     let vm = vm();
     let efd = open_eventfd();
-    vm.ioeventfd(&io(VGIC_REDIST_BASE + 0x100, 4, None, efd, false)).unwrap();
+    vm.ioeventfd(&io(VGIC_REDIST_BASE + 0x100, 4, None, efd, false), OWNER).unwrap();
     let d = VmVgicDescr {
         dist_start: VGIC_DIST_BASE,
         dist_size: VGIC_DIST_SIZE,
@@ -113,9 +115,9 @@ fn ioeventfds_and_the_vgic_frames_exclude_each_other() {
         redist_size: VGIC_REDIST_SIZE,
     };
     assert_eq!(vm.attach_vgic(&d), Err(EINVAL), "an ioeventfd in its frames");
-    vm.ioeventfd(&io(VGIC_REDIST_BASE + 0x100, 4, None, efd, true)).unwrap();
+    vm.ioeventfd(&io(VGIC_REDIST_BASE + 0x100, 4, None, efd, true), OWNER).unwrap();
     attach(&vm);
-    assert_eq!(vm.ioeventfd(&io(VGIC_DIST_BASE + 0x100, 4, None, efd, false)), Err(EINVAL));
+    assert_eq!(vm.ioeventfd(&io(VGIC_DIST_BASE + 0x100, 4, None, efd, false), OWNER), Err(EINVAL));
     drop(vm);
     assert_eq!(refs(), (0, 0));
 }
@@ -125,7 +127,7 @@ fn an_edge_irqfd_latches_its_spi_even_before_the_vgic() {
     let vm = vm();
     vm.vcpu(0).unwrap();
     let efd = open_eventfd();
-    vm.irqfd(&irq(efd, 40, None, false)).unwrap();
+    vm.irqfd(&irq(efd, 40, None, false), OWNER).unwrap();
     write_eventfd(efd);
     assert_eq!(read_eventfd(efd), 0, "the callback took the count");
     attach(&vm);
@@ -149,30 +151,30 @@ fn an_edge_irqfd_latches_its_spi_even_before_the_vgic() {
 fn irqfd_errnos_and_closing() {
     let vm = vm();
     let (a, b, other) = (open_eventfd(), open_eventfd(), open_other());
-    vm.irqfd(&irq(a, 40, None, false)).unwrap();
-    assert_eq!(vm.irqfd(&irq(a, 41, None, false)), Err(EEXIST), "the same eventfd twice");
-    assert_eq!(vm.irqfd(&irq(b, 31, None, false)), Err(EINVAL), "a PPI");
-    assert_eq!(vm.irqfd(&irq(b, 160, None, false)), Err(EINVAL), "no such SPI");
-    assert_eq!(vm.irqfd(&VmIrqfd { flags: 4, ..irq(b, 40, None, false) }), Err(EINVAL), "unknown flag");
-    assert_eq!(vm.irqfd(&irq(99, 40, None, false)), Err(EBADF));
-    assert_eq!(vm.irqfd(&irq(other, 40, None, false)), Err(EINVAL));
-    assert_eq!(vm.irqfd(&irq(b, 40, Some(99), false)), Err(EBADF), "bad resample fd");
-    assert_eq!(vm.irqfd(&irq(b, 40, None, true)), Err(ENOENT), "never registered");
-    assert_eq!(vm.irqfd(&irq(a, 41, None, true)), Err(ENOENT), "another SPI");
+    vm.irqfd(&irq(a, 40, None, false), OWNER).unwrap();
+    assert_eq!(vm.irqfd(&irq(a, 41, None, false), OWNER), Err(EEXIST), "the same eventfd twice");
+    assert_eq!(vm.irqfd(&irq(b, 31, None, false), OWNER), Err(EINVAL), "a PPI");
+    assert_eq!(vm.irqfd(&irq(b, 160, None, false), OWNER), Err(EINVAL), "no such SPI");
+    assert_eq!(vm.irqfd(&VmIrqfd { flags: 4, ..irq(b, 40, None, false) }, OWNER), Err(EINVAL), "unknown flag");
+    assert_eq!(vm.irqfd(&irq(99, 40, None, false), OWNER), Err(EBADF));
+    assert_eq!(vm.irqfd(&irq(other, 40, None, false), OWNER), Err(EINVAL));
+    assert_eq!(vm.irqfd(&irq(b, 40, Some(99), false), OWNER), Err(EBADF), "bad resample fd");
+    assert_eq!(vm.irqfd(&irq(b, 40, None, true), OWNER), Err(ENOENT), "never registered");
+    assert_eq!(vm.irqfd(&irq(a, 41, None, true), OWNER), Err(ENOENT), "another SPI");
     assert_eq!(refs(), (1, 1), "nothing kept from the failures");
     // Closed: it stops firing, and the next VM_IRQFD reaps it.
     close_fd(a);
     assert_eq!(refs(), (1, 1));
-    vm.irqfd(&irq(b, 40, None, false)).unwrap();
+    vm.irqfd(&irq(b, 40, None, false), OWNER).unwrap();
     assert_eq!(refs(), (1, 1), "a's hook reaped, b's made");
-    vm.irqfd(&irq(b, 40, None, true)).unwrap();
+    vm.irqfd(&irq(b, 40, None, true), OWNER).unwrap();
     assert_eq!(refs(), (0, 0));
     // The limit.
     let fds: Vec<i32> = (0..=VM_MAX_IRQFDS).map(|_| open_eventfd()).collect();
     for &fd in &fds[..VM_MAX_IRQFDS] {
-        vm.irqfd(&irq(fd, 41, None, false)).unwrap();
+        vm.irqfd(&irq(fd, 41, None, false), OWNER).unwrap();
     }
-    assert_eq!(vm.irqfd(&irq(fds[VM_MAX_IRQFDS], 41, None, false)), Err(ENOSPC));
+    assert_eq!(vm.irqfd(&irq(fds[VM_MAX_IRQFDS], 41, None, false), OWNER), Err(ENOSPC));
     vm.reinit().unwrap();
     assert_eq!(refs(), (0, 0));
 }
@@ -197,7 +199,7 @@ fn a_resampling_irqfd_is_a_level_lowered_when_the_guest_is_done() {
     vm.vcpu(0).unwrap();
     attach(&vm);
     let (efd, rfd) = (open_eventfd(), open_eventfd());
-    vm.irqfd(&irq(efd, 41, Some(rfd), false)).unwrap();
+    vm.irqfd(&irq(efd, 41, Some(rfd), false), OWNER).unwrap();
     write_eventfd(efd);
     assert_eq!(vm.with_vgic(|g| g.dist.spi(41).unwrap().line), Some(true));
     // The guest acknowledges it (active): nothing yet.
@@ -210,12 +212,43 @@ fn a_resampling_irqfd_is_a_level_lowered_when_the_guest_is_done() {
     // Asserted again; deassigning the irqfd lowers the line it left up.
     write_eventfd(efd);
     assert_eq!(run_once(&vm, |lr| lr), vec![41], "not taken: still pending");
-    vm.irqfd(&irq(efd, 41, None, true)).unwrap();
+    vm.irqfd(&irq(efd, 41, None, true), OWNER).unwrap();
     assert_eq!(vm.with_vgic(|g| g.dist.spi(41).unwrap().pending()), Some(false));
     assert_eq!(read_eventfd(rfd), 0);
     // A write that raced with the deassign raises nothing.
     vm.irqfd_fire(41, true);
     assert_eq!(vm.with_vgic(|g| g.dist.spi(41).unwrap().line), Some(false));
     drop(vm);
+    assert_eq!(refs(), (0, 0));
+}
+
+/// Closing the VM's open file a process registered through (its exit,
+/// even by SIGKILL) removes its ioeventfds and irqfds, and only those: the
+/// next process can register the same addresses and SPIs.
+#[test]
+fn a_closed_file_takes_its_registrations_with_it() {
+    let vm = vm();
+    vm.vcpu(0).unwrap();
+    attach(&vm);
+    let (mine, theirs, edge, lvl, rfd) =
+        (open_eventfd(), open_eventfd(), open_eventfd(), open_eventfd(), open_eventfd());
+    vm.ioeventfd(&io(NOTIFY, 4, Some(0), mine, false), OWNER).unwrap();
+    vm.ioeventfd(&io(NOTIFY + 0x200, 4, Some(0), theirs, false), 0x2222).unwrap();
+    vm.irqfd(&irq(edge, 40, None, false), OWNER).unwrap();
+    vm.irqfd(&irq(lvl, 41, Some(rfd), false), OWNER).unwrap();
+    write_eventfd(lvl);
+    assert_eq!(vm.with_vgic(|g| g.dist.spi(41).unwrap().line), Some(true));
+    vm.release_owner(OWNER);
+    assert!(!vm.env(0).ioeventfd(NOTIFY, 4, 0), "the closed file's ioeventfd is gone");
+    assert!(vm.env(0).ioeventfd(NOTIFY + 0x200, 4, 0), "another file's stays");
+    assert_eq!(vm.with_vgic(|g| g.dist.spi(41).unwrap().line), Some(false), "its resampled line was lowered");
+    // The same registrations can be made again (a new bhyve on the VM).
+    let again = open_eventfd();
+    vm.ioeventfd(&io(NOTIFY, 4, Some(0), again, false), 0x3333).unwrap();
+    vm.irqfd(&irq(edge, 40, None, false), 0x3333).unwrap();
+    drop(vm);
+    for fd in [mine, theirs, edge, lvl, rfd, again] {
+        close_fd(fd);
+    }
     assert_eq!(refs(), (0, 0));
 }
