@@ -307,7 +307,7 @@ impl Server {
         if valid & (setattr::ATIME | setattr::MTIME) != 0 {
             let a = time(valid, setattr::ATIME, setattr::ATIME_SET, atime)?;
             let m = time(valid, setattr::MTIME, setattr::MTIME_SET, mtime)?;
-            set_times(fd, [a, m])?;
+            set_times(fd, node.kind, [a, m])?;
         }
         Ok(())
     }
@@ -438,13 +438,22 @@ fn time(valid: u32, change: u32, given: u32, (sec, nsec): (u64, u64)) -> Result<
     Ok(ts)
 }
 
-/// utimensat on the descriptor itself (AT_EMPTY_PATH, not following a symlink).
-fn set_times(fd: BorrowedFd, times: [libc::timespec; 2]) -> Result<(), Errno> {
+/// utimensat on the descriptor itself (AT_EMPTY_PATH, not following a symlink). Kernels before
+/// 5.8 refuse AT_EMPTY_PATH there; for anything but a symlink /proc/self/fd does the same.
+fn set_times(fd: BorrowedFd, kind: Kind, times: [libc::timespec; 2]) -> Result<(), Errno> {
     let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
     // SAFETY: the path is a NUL-terminated empty string, `times` points to two timespecs, and
     // `fd` is open for the duration of the call.
     let rc = unsafe { libc::utimensat(fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), flags) };
-    Errno::result(rc).map(drop)
+    match Errno::result(rc) {
+        Err(Errno::EINVAL) if kind != Kind::Symlink => {
+            let path = node::proc_path(fd);
+            // SAFETY: `path` is NUL-terminated and `times` points to two timespecs.
+            let rc = unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) };
+            Errno::result(rc).map(drop)
+        }
+        r => r.map(drop),
+    }
 }
 
 /// getdents64 into `buf`; the number of bytes filled.

@@ -69,4 +69,4 @@ mod node;
 mod server;
 pub mod wire;
 
-pub use server::{Server, MAX_MSIZE, MIN_MSIZE, MIN_REPLY};
+pub use server::{Server, MAX_FIDS, MAX_MSIZE, MIN_MSIZE, MIN_REPLY};

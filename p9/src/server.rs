@@ -26,6 +26,11 @@ pub const MIN_MSIZE: u32 = 4096;
 /// changing anything. With less, the request is not executed and the reply is Rlerror(ENOBUFS).
 pub const MIN_REPLY: usize = 256;
 
+/// Most fids a session may hold. A fid cloned by a walk of no names costs no descriptor, so
+/// without a cap a guest could grow the table until the host runs out of memory; a Linux guest
+/// holds about one fid per cached dentry and open file, far below this.
+pub const MAX_FIDS: usize = 1 << 20;
+
 /// Most names one Twalk may carry.
 const MAX_WALK: usize = 16;
 
@@ -281,6 +286,9 @@ impl Server {
     fn new_fid(&self, fid: u32) -> Result<(), Errno> {
         if fid == NOFID || self.fids.contains_key(&fid) {
             return Err(Errno::EBADF);
+        }
+        if self.fids.len() >= MAX_FIDS {
+            return Err(Errno::EMFILE);
         }
         Ok(())
     }
