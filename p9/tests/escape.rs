@@ -288,3 +288,46 @@ fn the_share_is_one_mount() {
     assert_eq!(c.walk(ROOT, 1, &[b"proc"]), Err(e::EXDEV));
     assert_eq!(c.walk(ROOT, 1, &[b"..", b"proc"]).unwrap().len(), 1);
 }
+
+#[test]
+fn a_bind_mount_inside_the_share_is_not_entered() {
+    // Needs a private mount namespace (root, and a kernel that lets a thread have one); the
+    // thread's namespace ends with it, so the host's mounts are never touched.
+    let o = Outside::new();
+    fs::create_dir(o.share.join("bind")).unwrap();
+    let (share, outside) = (o.share.clone(), o.outside.clone());
+    let t = std::thread::spawn(move || {
+        // SAFETY: unshare and mount take no pointers but the NUL-terminated strings given.
+        unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                return false;
+            }
+            let root = c"/";
+            if libc::mount(
+                std::ptr::null(),
+                root.as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                return false;
+            }
+            let src = std::ffi::CString::new(outside.as_os_str().as_encoded_bytes()).unwrap();
+            let dst = std::ffi::CString::new(share.join("bind").as_os_str().as_encoded_bytes()).unwrap();
+            if libc::mount(src.as_ptr(), dst.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) != 0 {
+                return false;
+            }
+        }
+        assert_eq!(fs::read(share.join("bind/secret")).unwrap(), SECRET, "the bind mount is in place");
+        let mut c = Client::new(&share, false);
+        assert_eq!(c.walk(ROOT, 1, &[b"bind"]), Err(e::EXDEV));
+        assert_eq!(c.walk(ROOT, 1, &[b"bind", b"secret"]), Err(e::EXDEV));
+        assert_eq!(c.unlinkat(ROOT, b"bind", AT_REMOVEDIR), Err(libc::EBUSY));
+        true
+    });
+    if !t.join().unwrap() {
+        eprintln!("skipped: no private mount namespace here");
+    }
+    o.unchanged();
+}
