@@ -110,6 +110,23 @@ static bool vmm_fault(void)
 	return false;
 }
 
+/*
+ * Whether KVM is initialised: it then holds the misc minor of /dev/kvm
+ * (KVM_MINOR, 232), so a probe device asking for that minor gets EBUSY.
+ * Only asked on VHE hosts, where KVM and vmm would share EL2's state.
+ */
+bool vmm_shim_kvm_on(void)
+{
+	static struct miscdevice probe = { .minor = 232, .name = "vmm-kvm-probe" };
+	int ret = misc_register(&probe);
+
+	if (ret == 0) {
+		misc_deregister(&probe);
+		return false;
+	}
+	return ret == -EBUSY;
+}
+
 void vmm_shim_counters(u64 *objects, u64 *pages, u64 *guest_pages)
 {
 	*objects = atomic64_read(&vmm_objects);
@@ -786,7 +803,11 @@ static int __init vmm_init(void)
 	ret = misc_register(&vmmctl_misc);
 	if (ret)
 		goto fail;
-	pr_info("ready: EL2 held on %u CPUs, up to %u VMs\n", num_online_cpus(), max_vms);
+	if (vmm_core_vhe())
+		pr_info("ready: VHE, guests run from the kernel at EL2 on %u CPUs, up to %u VMs\n",
+			num_online_cpus(), max_vms);
+	else
+		pr_info("ready: EL2 held on %u CPUs, up to %u VMs\n", num_online_cpus(), max_vms);
 	return 0;
 fail:
 	vmm_teardown();
@@ -798,7 +819,7 @@ static void __exit vmm_exit(void)
 	misc_deregister(&vmmctl_misc);
 	vmm_teardown();
 	vmm_kick_sync();
-	pr_info("unloaded: EL2 given back to the hyp stub\n");
+	pr_info("unloaded%s\n", vmm_core_vhe() ? "" : ": EL2 given back to the hyp stub");
 }
 
 module_init(vmm_init);

@@ -30,6 +30,7 @@ extern "C" {
     fn vmm_shim_sanitised_id_reg(crm: u32, op2: u32) -> u64;
     fn vmm_shim_put_page(p: *mut u8);
     fn vmm_shim_counters(objects: *mut u64, pages: *mut u64, guest_pages: *mut u64);
+    fn vmm_shim_kvm_on() -> bool;
     fn vmm_shim_totalram_bytes() -> u64;
     fn vmm_shim_signal_pending() -> bool;
     fn vmm_shim_cond_resched();
@@ -137,6 +138,11 @@ pub(super) fn sanitised_id_reg(crm: u32, op2: u32) -> u64 {
 pub(super) unsafe fn put_page(p: *mut u8) {
     // SAFETY: the caller's contract.
     unsafe { vmm_shim_put_page(p) }
+}
+
+pub(super) fn kvm_on() -> bool {
+    // SAFETY: registers and removes a probe device; no other effect.
+    unsafe { vmm_shim_kvm_on() }
 }
 
 pub(super) fn counters() -> (u64, u64, u64) {

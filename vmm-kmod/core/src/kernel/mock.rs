@@ -95,6 +95,10 @@ pub(super) fn module_put() {
     MODULE_REFS.with(|r| *r.borrow_mut() -= 1);
 }
 
+pub(super) fn kvm_on() -> bool {
+    false
+}
+
 pub(super) fn counters() -> (u64, u64, u64) {
     (0, 0, 0)
 }

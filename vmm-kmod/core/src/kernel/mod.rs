@@ -141,6 +141,12 @@ pub fn module_put() {
     sys::module_put()
 }
 
+/// Whether KVM is initialised (it registered `/dev/kvm`): under VHE it then
+/// owns the CPU's virtualization state.
+pub fn kvm_on() -> bool {
+    sys::kvm_on()
+}
+
 /// What the module holds now: (kernel objects, pages, guest pages).
 pub fn counters() -> (u64, u64, u64) {
     sys::counters()

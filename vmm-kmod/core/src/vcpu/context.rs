@@ -360,8 +360,18 @@ pub mod off {
 
     /// Per-CPU hyp page: the stub's VBAR_EL2 (written by the probe).
     pub const HYP_STUB_VBAR: usize = 0;
-    /// Per-CPU hyp page: PA of the running guest's context.
+    /// Per-CPU hyp page: address of the running guest's context (PA without
+    /// VHE, the kernel's address with it).
     pub const HYP_GUEST: usize = 8;
+    /// Per-CPU hyp page, VHE: the kernel's stack pointer while a guest runs.
+    pub const HYP_VHE_SP: usize = 16;
+    /// Per-CPU hyp page, VHE: the kernel's TPIDR_EL2 (its per-CPU offset),
+    /// which holds the hyp page's address while a guest runs.
+    pub const HYP_VHE_TPIDR: usize = 24;
+    /// Per-CPU hyp page, VHE: the kernel's VBAR_EL2 while a guest runs.
+    pub const HYP_VHE_VBAR: usize = 32;
+    /// Per-CPU hyp page, VHE: the caller's DAIF.
+    pub const HYP_VHE_DAIF: usize = 40;
     /// Per-CPU hyp page: the host context.
     pub const HYP_HOST: usize = 64;
     /// Per-CPU hyp page: size, the EL2 stack grows down from here.
@@ -379,6 +389,7 @@ pub mod off {
     const _: () = assert!(DBG_BVR == 16 && DEBUG.is_multiple_of(8) && DEBUG + DBG_WCR < 4096);
     // The host context and a 256-byte EL2 stack fit the hyp page.
     const _: () = assert!(HYP_HOST + size_of::<Context>() + 256 <= HYP_PAGE_END);
+    const _: () = assert!(HYP_VHE_DAIF + 8 <= HYP_HOST);
     const _: () = assert!(size_of::<Context>().is_multiple_of(16));
 }
 

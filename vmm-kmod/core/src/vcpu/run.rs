@@ -103,8 +103,7 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
         g.ctx.el2.flags |= super::context::EL2_FLAG_FLUSH_TLB;
         g.last_cpu = cpu as i32;
     }
-    let pa = kernel::virt_to_phys(&g.ctx as *const _ as *const u8);
-    let ok = crate::arch::run_guest(pa);
+    let ok = crate::arch::run_guest(&mut g.ctx, cpu);
     g.ctx.el2.flags &= super::context::EL2_FLAG_HCRX;
     g.vcpu().running_on.store(-1, Ordering::SeqCst);
     kernel::guest_exit();
