@@ -147,12 +147,12 @@ pub enum Error {
 /// A size in the largest whole unit, as the tools print sizes ("512M").
 pub fn format_size(n: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if n >= 1 << shift && n % (1 << shift) == 0 {
-            return format!("{}{unit}", n >> shift);
+        if n >= 1 << shift {
+            return match n % (1 << shift) {
+                0 => format!("{}{unit}", n >> shift),
+                _ => format!("{:.1}{unit}", n as f64 / (1u64 << shift) as f64),
+            };
         }
-    }
-    if n >= 1 << 20 {
-        return format!("{:.1}M", n as f64 / (1u64 << 20) as f64);
     }
     format!("{n} bytes")
 }
@@ -176,7 +176,7 @@ mod tests {
         );
         assert_eq!(
             (format_size(512 << 20), format_size(3 << 19), format_size(100)),
-            ("512M".into(), "1536K".into(), "100 bytes".into())
+            ("512M".into(), "1.5M".into(), "100 bytes".into())
         );
     }
 }

@@ -26,8 +26,12 @@ mod error;
 mod extlinux;
 mod files;
 mod grub;
+#[cfg(test)]
+mod image_tests;
 mod plan;
 mod table;
+#[cfg(test)]
+mod testimg;
 mod volume;
 
 pub use disk::{FileDisk, ReadAt, SeekDisk};

@@ -12,7 +12,7 @@
 mod cond;
 mod script;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::bls;
 use crate::error::Error;
