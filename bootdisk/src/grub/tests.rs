@@ -304,3 +304,25 @@ fn blscfg_entries_under_grub() {
     assert_eq!(c.kernel.path, "/boot/vmlinuz-6.5");
     assert_eq!(c.cmdline, "BOOT_IMAGE=/boot/vmlinuz-6.5 root=UUID=u ro rhgb");
 }
+
+#[test]
+fn search_by_label_and_file_on_an_mbr_disk() {
+    let mut d = FakeDisk::new(&[(1, "FAT16", "1111-2222", "BOOT"), (2, "ext4", ROOT_UUID, "rootfs")])
+        .file(0, "/grub/grub.cfg", "search --label --set=r rootfs\nset root=$r\nmenuentry L { linux /vmlinuz }\nmenuentry F { set root=hd0,msdos1; search -f --set=root /etc/marker; linux /k2 }\nmenuentry M { linux (hd0,msdos1)/k3 }\nmenuentry G { linux (hd0,gpt1)/k3 }\n")
+        .file(1, "/etc/marker", "");
+    d.table = TableKind::Mbr;
+    let with = |default: &str| {
+        let text = d.files[&(0, "/grub/grub.cfg".to_string())].clone();
+        let d2 = FakeDisk { table: TableKind::Mbr, vols: d.vols.clone(), files: d.files.clone() }.file(
+            0,
+            "/grub/grub.cfg",
+            &format!("set default={default}\n{text}"),
+        );
+        choose(&d2, 0, "/grub/grub.cfg")
+    };
+    assert_eq!(with("L").unwrap().kernel, FileRef { vol: 1, path: "/vmlinuz".into() });
+    assert_eq!(with("F").unwrap().kernel, FileRef { vol: 1, path: "/k2".into() });
+    assert_eq!(with("M").unwrap().kernel, FileRef { vol: 0, path: "/k3".into() });
+    assert_eq!(with("G").unwrap_err().to_string(), "grub.cfg names device (hd0,gpt1), which is not on disk.img");
+    assert_eq!(dev_name(&d, 1), "hd0,msdos2");
+}
