@@ -3,6 +3,7 @@
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
 use crate::virtio::blk::{BlkOptions, SectorSize};
+use crate::virtio::p9::{check_tag, P9Options};
 use clap::{ArgAction, Parser};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -32,6 +33,10 @@ pub const MAX_VCPUS: u32 = vmm_uapi::VM_MAXCPU as u32;
                   direct: O_SYNC; nodelete: no discard; sectorsize: logical/physical sector bytes,\n    \
                   powers of two from 512 to 65536; ser: the disk's ID (20 bytes; default from the path)\n  \
                   virtio-rnd         entropy from the host's getrandom\n  \
+                  virtio-9p,SHARENAME=PATH[,ro]\n    \
+                  the host directory PATH, mounted in the guest by its tag SHARENAME (mount -t 9p\n    \
+                  -o trans=virtio,version=9p2000.L SHARENAME /mnt); the guest cannot reach outside it;\n    \
+                  ro: every change is refused (EROFS)\n  \
                   hostbridge, lpc    accepted for bhyve's command lines; nothing is added\n\n\
                   -o keys:\n  \
                   console=stdio      the UART on stdin/stdout (the default, and the only one for now)\n  \
@@ -39,7 +44,7 @@ pub const MAX_VCPUS: u32 = vmm_uapi::VM_MAXCPU as u32;
                   testdev.param=N    the test device, with PARAM reading N\n  \
                   pci.0.SLOT.0.device=EMULATION, pci.0.SLOT.0.KEY=VALUE\n                     \
                   the same as -s (bhyve_config(5)): keys path, ro, nocache, direct (or sync),\n                     \
-                  nodelete, sectorsize, ser; booleans true/false\n\n\
+                  nodelete, sectorsize, ser; sharename, path, ro for virtio-9p; booleans true/false\n\n\
                   vCPUs: vCPU 0 starts where bhyveload left it; the others start off, each on its own\n\
                   thread, until the guest turns them on with PSCI CPU_ON. vCPU n has MPIDR Aff0 = n mod 16,\n\
                   Aff1 = n / 16.\n\n\
@@ -80,6 +85,8 @@ pub enum DeviceKind {
     Blk(BlkOptions),
     /// `virtio-rnd`.
     Rng,
+    /// `virtio-9p`.
+    P9(P9Options),
 }
 
 /// A device and its slot.
@@ -206,6 +213,21 @@ impl Slots {
                 }
             }
             "virtio-rnd" if !conf.is_empty() => return Err("virtio-rnd takes no options".into()),
+            // As bhyve reads it: the one option with '=' is the share.
+            "virtio-9p" => {
+                let mut share = false;
+                for o in conf {
+                    match o.split_once('=') {
+                        Some(_) if share => return Err("virtio-9p takes one share (SHARENAME=PATH)".into()),
+                        Some((name, path)) => {
+                            share = true;
+                            self.set(slot, "sharename", name)?;
+                            self.set(slot, "path", path)?;
+                        }
+                        None => self.set(slot, o, "true")?,
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -254,9 +276,13 @@ impl Slots {
                     only(&[])?;
                     Some(DeviceKind::Rng)
                 }
+                "virtio-9p" => {
+                    only(&["sharename", "path", "ro"])?;
+                    Some(DeviceKind::P9(p9_options(keys).map_err(at)?))
+                }
                 // bhyve's PCI host bridge and ISA bridge: nothing to add here.
                 "hostbridge" | "lpc" => None,
-                other => return Err(at(format!("unknown emulation '{other}' (virtio-blk, virtio-rnd)"))),
+                other => return Err(at(format!("unknown emulation '{other}' (virtio-9p, virtio-blk, virtio-rnd)"))),
             };
             if let Some(kind) = kind {
                 out.push(DeviceSpec { slot, kind });
@@ -294,6 +320,18 @@ fn blk_options(keys: &BTreeMap<String, String>) -> Result<BlkOptions, String> {
         sectorsize,
         serial,
     })
+}
+
+/// A share's options from its keys.
+fn p9_options(keys: &BTreeMap<String, String>) -> Result<P9Options, String> {
+    let sharename = keys.get("sharename").ok_or("virtio-9p needs a share (SLOT,virtio-9p,SHARENAME=PATH)")?;
+    check_tag(sharename).map_err(|e| format!("sharename={sharename}: {e}"))?;
+    let path = keys.get("path").filter(|p| !p.is_empty()).ok_or("virtio-9p needs a path (SHARENAME=PATH)")?;
+    let read_only = match keys.get("ro") {
+        None => false,
+        Some(v) => parse_bool(v).ok_or_else(|| format!("ro={v}: expected true or false"))?,
+    };
+    Ok(P9Options { sharename: sharename.clone(), path: path.into(), read_only })
 }
 
 /// `-c N` or `-c cpus=N`.
@@ -489,7 +527,7 @@ mod tests {
         );
         assert_eq!(
             err(&["-s", "2,virtio-net,tap0", "g"]),
-            "bhyve: slot 2: unknown emulation 'virtio-net' (virtio-blk, virtio-rnd)"
+            "bhyve: slot 2: unknown emulation 'virtio-net' (virtio-9p, virtio-blk, virtio-rnd)"
         );
         assert_eq!(
             err(&["-s", "2,virtio-blk", "g"]),
@@ -518,6 +556,74 @@ mod tests {
             .contains("virtio-rnd has no option 'path'"));
     }
 
+    fn share(name: &str, path: &str, read_only: bool) -> DeviceKind {
+        DeviceKind::P9(P9Options { sharename: name.into(), path: path.into(), read_only })
+    }
+
+    #[test]
+    fn virtio_9p_as_bhyve_spells_it() {
+        assert_eq!(
+            p(&["-s", "3,virtio-9p,host=/srv/share", "g"]).unwrap().devices[0].kind,
+            share("host", "/srv/share", false)
+        );
+        assert_eq!(p(&["-s", "3,virtio-9p,ro,host=/srv", "g"]).unwrap().devices[0].kind, share("host", "/srv", true));
+        let o = p(&[
+            "-o",
+            "pci.0.4.0.device=virtio-9p",
+            "-o",
+            "pci.0.4.0.sharename=t",
+            "-o",
+            "pci.0.4.0.path=/p",
+            "-o",
+            "pci.0.4.0.ro=true",
+            "g",
+        ])
+        .unwrap();
+        assert_eq!(o.devices, [DeviceSpec { slot: 4, kind: share("t", "/p", true) }]);
+        let tag = "t".repeat(254);
+        assert_eq!(
+            p(&["-s", &format!("5,virtio-9p,{tag}=/p"), "g"]).unwrap().devices[0].kind,
+            share(&tag, "/p", false)
+        );
+    }
+
+    #[test]
+    fn virtio_9p_errors_are_named() {
+        assert_eq!(
+            err(&["-s", "3,virtio-9p", "g"]),
+            "bhyve: slot 3: virtio-9p needs a share (SLOT,virtio-9p,SHARENAME=PATH)"
+        );
+        assert_eq!(
+            err(&["-s", "3,virtio-9p,a=/a,b=/b", "g"]),
+            "bhyve: -s 3,virtio-9p,a=/a,b=/b: virtio-9p takes one share (SHARENAME=PATH)"
+        );
+        assert_eq!(err(&["-s", "3,virtio-9p,=/a", "g"]), "bhyve: slot 3: sharename=: the share name is empty");
+        assert_eq!(err(&["-s", "3,virtio-9p,a=", "g"]), "bhyve: slot 3: virtio-9p needs a path (SHARENAME=PATH)");
+        assert_eq!(
+            err(&["-s", &format!("3,virtio-9p,{}=/a", "t".repeat(255)), "g"]),
+            format!("bhyve: slot 3: sharename={}: the share name is 255 bytes long; at most 254 fit", "t".repeat(255))
+        );
+        assert_eq!(err(&["-s", "3,virtio-9p,a=/a,rw", "g"]), "bhyve: slot 3: virtio-9p has no option 'rw'");
+        assert_eq!(
+            err(&["-o", "pci.0.3.0.device=virtio-9p", "-o", "pci.0.3.0.sharename=a", "-o", "pci.0.3.0.ro=2", "g"]),
+            "bhyve: slot 3: virtio-9p needs a path (SHARENAME=PATH)"
+        );
+        assert_eq!(
+            err(&[
+                "-o",
+                "pci.0.3.0.device=virtio-9p",
+                "-o",
+                "pci.0.3.0.sharename=a",
+                "-o",
+                "pci.0.3.0.path=/a",
+                "-o",
+                "pci.0.3.0.ro=2",
+                "g"
+            ]),
+            "bhyve: slot 3: ro=2: expected true or false"
+        );
+    }
+
     #[test]
     fn help_exits_zero_on_stdout() {
         let e = p(&["--help"]).unwrap_err();
@@ -526,6 +632,7 @@ mod tests {
         assert!(e.out.contains("1 to 32 (the kernel's VM_MAXCPU)"), "{}", e.out);
         assert!(e.out.contains("CPU_ON, CPU_OFF, AFFINITY_INFO"));
         assert!(e.out.contains("virtio-blk,PATH[,ro]") && e.out.contains("pci.0.SLOT.0.device"), "{}", e.out);
+        assert!(e.out.contains("virtio-9p,SHARENAME=PATH[,ro]"), "{}", e.out);
         assert!(e.err.is_empty());
     }
 }

@@ -21,7 +21,7 @@ use bhyve::vcpu::{KernelVcpu, Machine, Stop, EXIT_ERROR};
 use bhyve::virtio::blk::backend::{FileBackend, OpenFlags};
 use bhyve::virtio::mmio::MmioTransport;
 use bhyve::virtio::wiring::{Fallback, Kernel, Wiring};
-use bhyve::virtio::{blk, rng, VirtioDevice};
+use bhyve::virtio::{blk, p9, rng, VirtioDevice};
 use bhyve::{cli, signals};
 use nix::sys::signal::Signal;
 use std::path::Path;
@@ -144,9 +144,10 @@ fn boot_linux(vm: &Vm, platform: &Platform, devices: &[Placement]) -> Result<(),
 enum Backend {
     Blk(Arc<dyn blk::backend::Backend>, blk::BlkOptions),
     Rng,
+    P9(p9::Virtio9p),
 }
 
-/// Opens the disks of `devices`.
+/// Opens the disks and shares of `devices`.
 fn open_backends(devices: &[DeviceSpec]) -> Result<Vec<(u32, Backend)>, Error> {
     devices
         .iter()
@@ -162,6 +163,11 @@ fn open_backends(devices: &[DeviceSpec]) -> Result<Vec<(u32, Backend)>, Error> {
                     Backend::Blk(Arc::new(f), o.clone())
                 }
                 DeviceKind::Rng => Backend::Rng,
+                DeviceKind::P9(o) => Backend::P9(p9::Virtio9p::open(o).map_err(|err| Error::Backend {
+                    slot: d.slot,
+                    path: o.path.clone(),
+                    err,
+                })?),
             };
             Ok((d.slot, b))
         })
@@ -193,6 +199,7 @@ fn add_virtio(vm: &Arc<Vm>, devices: &mut DeviceManager, backends: Vec<(u32, Bac
         let device: Box<dyn VirtioDevice> = match b {
             Backend::Blk(f, o) => Box::new(blk::Blk::new(f, &o)),
             Backend::Rng => Box::new(rng::Rng::new(rng::getrandom)),
+            Backend::P9(d) => Box::new(d),
         };
         let p = Slot::VirtioMmio(slot).placement()?;
         let intid = p.intid().expect("a transport has an interrupt");
