@@ -274,23 +274,26 @@ void vmm_shim_cond_resched(void)
 }
 
 /*
- * Around one entry into a guest: the current task's FP/SIMD (and SVE/SME)
- * state is saved by the kernel and reloaded on return to userspace, so EL2
- * only loads and saves the guest's registers. Interrupts stay masked until
- * the guest has exited; one that arrived meanwhile is taken in
- * vmm_shim_guest_exit.
+ * Around one entry into a guest. When the guest uses FP/SIMD (fp), the
+ * current task's FP/SIMD (and SVE/SME) state is saved by the kernel and
+ * reloaded on return to userspace, so EL2 only loads and saves the guest's
+ * registers; otherwise CPTR_EL2 traps the guest's FP and the task's state
+ * stays in the registers. Interrupts stay masked until the guest has
+ * exited; one that arrived meanwhile is taken in vmm_shim_guest_exit.
  */
-u32 vmm_shim_guest_enter(void)
+u32 vmm_shim_guest_enter(bool fp)
 {
-	kernel_neon_begin();
+	if (fp)
+		kernel_neon_begin();
 	local_irq_disable();
 	return smp_processor_id();
 }
 
-void vmm_shim_guest_exit(void)
+void vmm_shim_guest_exit(bool fp)
 {
 	local_irq_enable();
-	kernel_neon_end();
+	if (fp)
+		kernel_neon_end();
 }
 
 static void vmm_kick_ipi(void *unused)

@@ -168,11 +168,11 @@ pub(super) fn signal_pending() -> bool {
 
 pub(super) fn cond_resched() {}
 
-pub(super) fn guest_enter() -> u32 {
+pub(super) fn guest_enter(_fp: bool) -> u32 {
     0
 }
 
-pub(super) fn guest_exit() {}
+pub(super) fn guest_exit(_fp: bool) {}
 
 pub(super) fn kick_cpu(_cpu: u32) {}
 

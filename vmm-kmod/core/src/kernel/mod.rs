@@ -90,13 +90,13 @@ pub fn cond_resched() {
 
 /// Prepares this CPU to enter a guest (FP/SIMD state saved, interrupts
 /// masked); returns the CPU number.
-pub fn guest_enter() -> u32 {
-    sys::guest_enter()
+pub fn guest_enter(fp: bool) -> u32 {
+    sys::guest_enter(fp)
 }
 
-/// Undoes [`guest_enter`].
-pub fn guest_exit() {
-    sys::guest_exit()
+/// Undoes [`guest_enter`] (with the same `fp`).
+pub fn guest_exit(fp: bool) {
+    sys::guest_exit(fp)
 }
 
 /// Interrupts CPU `cpu`, so a guest running there exits.

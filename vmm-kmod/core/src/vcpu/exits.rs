@@ -57,6 +57,9 @@ pub enum Outcome {
     Wfi,
     /// Return to userspace with the exit filled in.
     ToUser,
+    /// The guest's first FP/SIMD instruction since its registers were last
+    /// the host's: switch them in and run it again.
+    FpFirstUse,
 }
 
 /// What must happen when userspace runs the vCPU again.
@@ -158,6 +161,11 @@ fn handle_sync(
             } else {
                 Outcome::Yield
             }
+        }
+        // CPTR_EL2 traps FP/SIMD until the guest uses it (see run.rs).
+        ec::FP_ASIMD => {
+            stats.inc(Stat::FpFirstUse);
+            Outcome::FpFirstUse
         }
         // Features the guest is not given: SVE, pointer authentication.
         ec::SVE | ec::PAC => {

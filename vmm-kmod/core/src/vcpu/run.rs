@@ -23,6 +23,9 @@ pub fn run(vm: &Vm, vcpu: &Vcpu, req: &mut VmRun) -> Result<(), Errno> {
     let data = (req.flags & VM_RUN_F_MMIO_DATA != 0).then_some(req.mmio_data);
     let st = &mut *g;
     exits::complete(&mut st.ctx, &mut st.pending, data);
+    // Back from userspace: the host task's FP state is live again; the
+    // guest's stays saved until it next uses FP.
+    st.fp_used = false;
     req.exit = Default::default();
     let mut env = vm.env(vcpu.id);
     loop {
@@ -43,8 +46,10 @@ pub fn run(vm: &Vm, vcpu: &Vcpu, req: &mut VmRun) -> Result<(), Errno> {
             return Err(EIO);
         }
         let st = &mut *g;
+        vcpu.stats.add(super::stats::Stat::El2Hvc, core::mem::take(&mut st.ctx.exit.el2_hvcs));
         match exits::handle(&mut st.ctx, &mut env, &vcpu.stats, &mut req.exit, &mut st.pending) {
             Outcome::Resume => {}
+            Outcome::FpFirstUse => st.fp_used = true,
             Outcome::Yield => kernel::cond_resched(),
             Outcome::Wfi => wait_for_interrupt(vm, &mut g)?,
             Outcome::ToUser => {
@@ -69,8 +74,18 @@ fn wait_for_interrupt(vm: &Vm, g: &mut VcpuGuard<'_>) -> Result<(), Errno> {
     }
     let r = g.vcpu().waiter.wait();
     g.vcpu().waiter.disarm();
+    // A guest that was idle a while may not need FP when it wakes: trap it
+    // again. One that wakes quickly (an interrupt-driven loop) likely goes
+    // on using it, and keeps it switched.
+    if crate::arch::counter().wrapping_sub(now) > crate::arch::counter_freq() / FP_IDLE_DIVISOR {
+        g.fp_used = false;
+    }
     r
 }
+
+/// A WFI sleep longer than a second divided by this (1 ms) ends the
+/// guest's FP use (see `VcpuState::fp_used`).
+const FP_IDLE_DIVISOR: u64 = 1000;
 
 /// One entry into the guest, with the host's FP state saved and interrupts
 /// masked around it. Returns false if the VM got suspended just before.
@@ -80,7 +95,14 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     let st = &mut **g;
     let listed = vm.vgic_flush(id, &mut st.ctx, now, &mut st.quiet_at);
     let timer_ns = vm.next_timer_ns(&g.ctx, now);
-    let cpu = kernel::guest_enter();
+    // FP/SIMD: switched (and the host task's state saved by the kernel)
+    // only once the guest has used it; until then it traps.
+    let fp = g.fp_used;
+    g.ctx.el2.cptr = super::guest_cptr(crate::hyp::HYP.mode(), fp);
+    if fp {
+        g.ctx.el2.flags |= super::context::EL2_FLAG_FP;
+    }
+    let cpu = kernel::guest_enter(fp);
     // The guest's next timer deadline wakes this CPU (and so exits the
     // guest) even if the guest is busy when it comes.
     if let Some(ns) = timer_ns {
@@ -92,7 +114,7 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     fence(Ordering::SeqCst);
     if vm.suspended().is_some() {
         g.vcpu().running_on.store(-1, Ordering::SeqCst);
-        kernel::guest_exit();
+        kernel::guest_exit(fp);
         vm.vgic_fold(id, &g.ctx, listed);
         return false;
     }
@@ -106,7 +128,7 @@ fn enter(vm: &Vm, g: &mut VcpuGuard<'_>) -> bool {
     let ok = crate::arch::run_guest(&mut g.ctx, cpu);
     g.ctx.el2.flags &= super::context::EL2_FLAG_HCRX;
     g.vcpu().running_on.store(-1, Ordering::SeqCst);
-    kernel::guest_exit();
+    kernel::guest_exit(fp);
     g.listed = listed;
     vm.vgic_fold(id, &g.ctx, listed);
     if !ok {
