@@ -42,6 +42,10 @@ extern "C" {
     fn vmm_shim_waiter_create() -> *mut c_void;
     fn vmm_shim_waiter_destroy(w: *mut c_void);
     fn vmm_shim_waiter_arm(w: *mut c_void, ns: u64);
+    fn vmm_shim_waiter_queued(w: *mut c_void) -> bool;
+    fn vmm_shim_waiter_woken(w: *mut c_void) -> bool;
+    fn vmm_shim_poll_should_stop() -> bool;
+    fn vmm_shim_halt_poll_ns() -> u32;
     fn vmm_shim_waiter_disarm(w: *mut c_void);
     fn vmm_shim_waiter_wait(w: *mut c_void) -> i32;
     fn vmm_shim_waiter_clear(w: *mut c_void);
@@ -63,6 +67,26 @@ pub(super) unsafe fn waiter_destroy(w: *mut c_void) {
 pub(super) fn waiter_arm(w: *mut c_void, ns: u64) {
     // SAFETY: `w` is a live waiter (Waiter owns it).
     unsafe { vmm_shim_waiter_arm(w, ns) }
+}
+
+pub(super) fn waiter_woken(w: *mut c_void) -> bool {
+    // SAFETY: `w` is a live waiter (Waiter owns it).
+    unsafe { vmm_shim_waiter_woken(w) }
+}
+
+pub(super) fn poll_should_stop() -> bool {
+    // SAFETY: reads the current task's and CPU's state.
+    unsafe { vmm_shim_poll_should_stop() }
+}
+
+pub(super) fn halt_poll_ns() -> u64 {
+    // SAFETY: reads a module parameter.
+    unsafe { vmm_shim_halt_poll_ns() as u64 }
+}
+
+pub(super) fn waiter_queued(w: *mut c_void) -> bool {
+    // SAFETY: `w` is a live waiter (Waiter owns it).
+    unsafe { vmm_shim_waiter_queued(w) }
 }
 
 pub(super) fn waiter_disarm(w: *mut c_void) {

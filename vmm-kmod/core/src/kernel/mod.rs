@@ -78,6 +78,17 @@ pub fn totalram_bytes() -> u64 {
     sys::totalram_bytes()
 }
 
+/// Whether a thread spinning for a wake should stop: another task wants
+/// this CPU, or a signal is pending.
+pub fn poll_should_stop() -> bool {
+    sys::poll_should_stop()
+}
+
+/// The `halt_poll_ns` module parameter (see `vcpu::run`).
+pub fn halt_poll_ns() -> u64 {
+    sys::halt_poll_ns()
+}
+
 /// Whether the current task has a signal to handle.
 pub fn signal_pending() -> bool {
     sys::signal_pending()

@@ -118,9 +118,11 @@ pub struct VcpuState {
     pub last_cpu: i32,
     /// How many list registers the last entry filled (to read back).
     pub listed: usize,
-    /// The vGIC generation at which this vCPU last had nothing to be shown
-    /// (0: unknown); while it stands, entries skip the list-register scan.
-    pub quiet_at: u64,
+    /// The (physical count, host CPU) its waiter's timer was last set for
+    /// on entry, so the next entry need not set it again.
+    pub armed: (u64, i32),
+    /// What its last list-register flush found (see `Vm::vgic_flush`).
+    pub quiet: crate::vm::Quiet,
     /// The guest used FP/SIMD since it last slept or returned to
     /// userspace: its registers are switched on each entry. Until then
     /// they trap (CPTR_EL2), and an entry costs no FP switch and no save of
@@ -192,7 +194,8 @@ impl Vcpu {
                 active: false,
                 last_cpu: -1,
                 listed: 0,
-                quiet_at: 0,
+                quiet: Default::default(),
+                armed: run::NOT_ARMED,
                 fp_used: false,
             }),
             stats: Stats::new(),
@@ -269,7 +272,7 @@ impl VcpuGuard<'_> {
         debug::reset(&mut self.ctx);
         self.ctx.vgic = Default::default();
         self.listed = 0;
-        self.quiet_at = 0;
+        self.quiet = Default::default();
         self.fp_used = false;
         self.ctx.pstate = RESET_PSTATE;
         self.ctx.set_sys(Sys::Sctlr, RESET_SCTLR);
