@@ -42,6 +42,8 @@ pub const MAX_VCPUS: u32 = vmm_uapi::VM_MAXCPU as u32;
                   console=stdio      the UART on stdin/stdout (the default, and the only one for now)\n  \
                   testdev            the test device at 0x0b000000\n  \
                   testdev.param=N    the test device, with PARAM reading N\n  \
+                  testdev.fpcheck=B  with the test device: check the host's FP registers across every\n                     \
+                  VM_RUN (default true; false for benchmarks)\n  \
                   pci.0.SLOT.0.device=EMULATION, pci.0.SLOT.0.KEY=VALUE\n                     \
                   the same as -s (bhyve_config(5)): keys path, ro, nocache, direct (or sync),\n                     \
                   nodelete, sectorsize, ser; sharename, path, ro for virtio-9p; booleans true/false\n\n\
@@ -111,6 +113,9 @@ pub struct Options {
     pub console: ConsoleKind,
     /// With `-o testdev`: the test device's PARAM.
     pub testdev: Option<u64>,
+    /// With the test device: whether vCPU runs check the host's FP
+    /// registers (`-o testdev.fpcheck`).
+    pub fp_check: bool,
     /// The devices of `-s` and `pci.*`, by slot.
     pub devices: Vec<DeviceSpec>,
 }
@@ -130,8 +135,15 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
         Some(m) => Some(parse_mem_size(m).map_err(|e| usage_error(&format!("-m {m}: {e}")))?),
         None => None,
     };
-    let mut opts =
-        Options { name: a.name, cpus, mem_size, console: ConsoleKind::Stdio, testdev: None, devices: vec![] };
+    let mut opts = Options {
+        name: a.name,
+        cpus,
+        mem_size,
+        console: ConsoleKind::Stdio,
+        testdev: None,
+        fp_check: true,
+        devices: vec![],
+    };
     let mut slots = Slots::default();
     for s in &a.slots {
         slots.add_s(s).map_err(|e| usage_error(&format!("-s {s}: {e}")))?;
@@ -154,6 +166,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
                     None => true,
                     Some(v) => parse_bool(v).ok_or_else(|| bad("expected true or false"))?,
                 })
+            }
+            "testdev.fpcheck" => {
+                opts.fp_check = parse_bool(value.unwrap_or("true")).ok_or_else(|| bad("expected true or false"))?
             }
             "testdev.param" => {
                 let v = value.ok_or_else(|| bad("needs a value (testdev.param=N)"))?;
@@ -390,6 +405,7 @@ mod tests {
                 mem_size: None,
                 console: ConsoleKind::Stdio,
                 testdev: None,
+                fp_check: true,
                 devices: vec![]
             }
         );
@@ -411,6 +427,9 @@ mod tests {
         assert_eq!(p(&["-o", "testdev.param=18446744073709551615", "g"]).unwrap().testdev, Some(u64::MAX));
         assert_eq!(p(&["-o", "testdev=true", "g"]).unwrap().testdev, Some(0));
         assert_eq!(p(&["-o", "testdev=off", "g"]).unwrap().testdev, None);
+        assert!(p(&["-o", "testdev", "g"]).unwrap().fp_check);
+        assert!(!p(&["-o", "testdev.fpcheck=false", "-o", "testdev", "g"]).unwrap().fp_check);
+        assert!(p(&["-o", "testdev.fpcheck=maybe", "g"]).is_err());
         assert_eq!(p(&["-o", "testdev.param=1", "-o", "testdev=false", "g"]).unwrap().testdev, None);
     }
 

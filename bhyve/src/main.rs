@@ -97,7 +97,8 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let console = Console::start(uart).map_err(Error::Console)?;
 
     let machine = Machine { bus: devices.bus(), cpus: &cpus, platform };
-    let vcpus = (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some())).collect();
+    let vcpus =
+        (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some() && opts.fp_check)).collect();
     let (stop, vcpus) = smp::run(&machine, vcpus, signals::pending, &SignalKick::new(platform.vcpus));
 
     // The terminal first, so that the lines below print as lines.

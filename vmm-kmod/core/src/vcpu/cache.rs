@@ -128,7 +128,7 @@ mod tests {
         fn counter(&self) -> u64 {
             unreachable!()
         }
-        fn host_id_reg(&self, _: u32, _: u32) -> u64 {
+        fn id_reg(&self, _: u32, _: u32) -> u64 {
             unreachable!()
         }
         fn clean_guest_memory(&mut self) {

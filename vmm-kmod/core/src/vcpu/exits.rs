@@ -39,8 +39,9 @@ pub trait Env {
     fn send_sgi(&mut self, value: u64);
     /// The physical count (CNTPCT) now, for the emulated physical timer.
     fn counter(&self) -> u64;
-    /// The host's ID register S3_0_C0_C`crm`_`op2`.
-    fn host_id_reg(&self, crm: u32, op2: u32) -> u64;
+    /// The guest's view of ID register S3_0_C0_C`crm`_`op2`
+    /// ([`idregs::sanitise`] of the host's).
+    fn id_reg(&self, crm: u32, op2: u32) -> u64;
     /// Cleans and invalidates every page the guest has mapped to the point
     /// of coherency (what a set/way flush of all caches would achieve).
     fn clean_guest_memory(&mut self);
@@ -57,6 +58,9 @@ pub enum Outcome {
     Wfi,
     /// Return to userspace with the exit filled in.
     ToUser,
+    /// The guest's first FP/SIMD instruction since its registers were last
+    /// the host's: switch them in and run it again.
+    FpFirstUse,
 }
 
 /// What must happen when userspace runs the vCPU again.
@@ -158,6 +162,11 @@ fn handle_sync(
             } else {
                 Outcome::Yield
             }
+        }
+        // CPTR_EL2 traps FP/SIMD until the guest uses it (see run.rs).
+        ec::FP_ASIMD => {
+            stats.inc(Stat::FpFirstUse);
+            Outcome::FpFirstUse
         }
         // Features the guest is not given: SVE, pointer authentication.
         ec::SVE | ec::PAC => {
@@ -336,7 +345,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
             stats.inc(Stat::Undef);
             return Outcome::Resume;
         }
-        ctx.set_reg(rt, idregs::sanitise(crm, op2, env.host_id_reg(crm, op2)));
+        ctx.set_reg(rt, env.id_reg(crm, op2));
         return sysreg_done(ctx, stats);
     }
     // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0 (op0 3, op1 3, CRn 14,
@@ -456,8 +465,8 @@ mod tests {
         fn counter(&self) -> u64 {
             1_000_000
         }
-        fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
-            crate::arch::id_reg(crm, op2)
+        fn id_reg(&self, crm: u32, op2: u32) -> u64 {
+            idregs::sanitise(crm, op2, crate::arch::id_reg(crm, op2))
         }
         fn clean_guest_memory(&mut self) {
             self.cleans += 1;

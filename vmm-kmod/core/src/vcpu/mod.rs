@@ -77,11 +77,15 @@ pub const GUEST_CPTR: u64 = 0x33ff | 1 << 20 | 1 << 30;
 /// bit 28) and activity monitors (TAM) trapped.
 pub const GUEST_CPTR_VHE: u64 = 3 << 20 | 1 << 28 | 1 << 30;
 
-/// CPTR_EL2 for a guest on a host of `mode`.
-pub fn guest_cptr(mode: HostMode) -> u64 {
-    match mode {
-        HostMode::Nvhe => GUEST_CPTR,
-        HostMode::Vhe => GUEST_CPTR_VHE,
+/// CPTR_EL2 for a guest on a host of `mode`, with its FP/SIMD registers
+/// switched in (`fp`) or trapped until it first uses them (TFP without
+/// E2H; FPEN 0b00 with it).
+pub fn guest_cptr(mode: HostMode, fp: bool) -> u64 {
+    match (mode, fp) {
+        (HostMode::Nvhe, true) => GUEST_CPTR,
+        (HostMode::Nvhe, false) => GUEST_CPTR | 1 << 10,
+        (HostMode::Vhe, true) => GUEST_CPTR_VHE,
+        (HostMode::Vhe, false) => GUEST_CPTR_VHE & !(3 << 20),
     }
 }
 /// MDCR_EL2 traps while a guest runs: PMU (TPM, TPMCR), SPE (TPMS), debug
@@ -114,9 +118,16 @@ pub struct VcpuState {
     pub last_cpu: i32,
     /// How many list registers the last entry filled (to read back).
     pub listed: usize,
-    /// The vGIC generation at which this vCPU last had nothing to be shown
-    /// (0: unknown); while it stands, entries skip the list-register scan.
-    pub quiet_at: u64,
+    /// The (physical count, host CPU) its waiter's timer was last set for
+    /// on entry, so the next entry need not set it again.
+    pub armed: (u64, i32),
+    /// What its last list-register flush found (see `Vm::vgic_flush`).
+    pub quiet: crate::vm::Quiet,
+    /// The guest used FP/SIMD since it last slept or returned to
+    /// userspace: its registers are switched on each entry. Until then
+    /// they trap (CPTR_EL2), and an entry costs no FP switch and no save of
+    /// the host task's FP state.
+    pub fp_used: bool,
 }
 
 /// A vCPU.
@@ -163,7 +174,7 @@ impl Vcpu {
         ctx.el2.cntvoff = cntvoff;
         ctx.el2.vpidr = midr;
         ctx.el2.vmpidr = mpidr_of(id);
-        ctx.el2.cptr = guest_cptr(mode);
+        ctx.el2.cptr = guest_cptr(mode, false);
         ctx.el2.mdcr = GUEST_MDCR;
         // Breakpoint counts every CPU has: EL2 switches that many on any.
         debug::init(&mut ctx, crate::kernel::sanitised_id_reg(5, 0));
@@ -183,7 +194,9 @@ impl Vcpu {
                 active: false,
                 last_cpu: -1,
                 listed: 0,
-                quiet_at: 0,
+                quiet: Default::default(),
+                armed: run::NOT_ARMED,
+                fp_used: false,
             }),
             stats: Stats::new(),
             waiter,
@@ -259,7 +272,8 @@ impl VcpuGuard<'_> {
         debug::reset(&mut self.ctx);
         self.ctx.vgic = Default::default();
         self.listed = 0;
-        self.quiet_at = 0;
+        self.quiet = Default::default();
+        self.fp_used = false;
         self.ctx.pstate = RESET_PSTATE;
         self.ctx.set_sys(Sys::Sctlr, RESET_SCTLR);
         self.pending = Pending::None;
@@ -425,18 +439,21 @@ mod cptr_tests {
     #[test]
     fn cptr_traps_the_same_in_both_layouts() {
         // Without E2H: TFP (10) clear, TZ (8), TSM (12), TTA (20), TAM (30) set.
-        let n = guest_cptr(HostMode::Nvhe);
+        let n = guest_cptr(HostMode::Nvhe, true);
         assert_eq!((n >> 10) & 1, 0);
         assert_eq!((n >> 8) & 1, 1);
         assert_eq!((n >> 12) & 1, 1);
         assert_eq!((n >> 20) & 1, 1);
         assert_eq!((n >> 30) & 1, 1);
         // With E2H: FPEN (21:20) 0b11, ZEN (17:16) and SMEN (25:24) 0b00, TTA (28), TAM (30).
-        let v = guest_cptr(HostMode::Vhe);
+        let v = guest_cptr(HostMode::Vhe, true);
         assert_eq!((v >> 20) & 3, 3);
         assert_eq!((v >> 16) & 3, 0);
         assert_eq!((v >> 24) & 3, 0);
         assert_eq!((v >> 28) & 1, 1);
         assert_eq!((v >> 30) & 1, 1);
+        // Until the guest's first use, FP traps too, nothing else changes.
+        assert_eq!(guest_cptr(HostMode::Nvhe, false), n | 1 << 10);
+        assert_eq!(guest_cptr(HostMode::Vhe, false), v & !(3 << 20));
     }
 }

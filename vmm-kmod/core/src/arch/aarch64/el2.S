@@ -83,6 +83,7 @@
 	.equ	EXIT_KIND, {exit_kind}
 	.equ	EXIT_ESR, {exit_esr}
 	.equ	EXIT_HPFAR, {exit_hpfar}
+	.equ	CTX_EXIT_EL2_HVCS, {ctx_exit_el2_hvcs}
 	.equ	EXIT_SYNC, {exit_sync}
 	.equ	EXIT_IRQ, {exit_irq}
 	.equ	EXIT_FIQ, {exit_fiq}
@@ -111,31 +112,59 @@
 	.balign	0x80
 	.endm
 
-	// One EL1/EL0 register of context \ctx (Sys slot \slot), saved from
-	// or loaded into the CPU (\op: save or load), through x5. EL2 reaches
-	// it as \nv, or with E2H set (mode vhe) as \vh, its *_EL12 encoding,
-	// where E2H redirects \nv to an EL2 register; \vh is empty for the
-	// registers E2H leaves alone, which are all the host has under VHE
-	// (mode vhehost).
-	.macro	el1_reg op, mode, ctx, slot, nv, vh
+	// Two EL1/EL0 registers of context \ctx (Sys slots \slot and \slot + 1),
+	// saved from or loaded into the CPU (\op: save or load), through x5 and
+	// x6. EL2 reaches each as \nv, or with E2H set (mode vhe) as \vh, its
+	// *_EL12 encoding, where E2H redirects \nv to an EL2 register; \vh is
+	// `-` for the registers E2H leaves alone, which are all the host has
+	// under VHE (mode vhehost).
+	.macro	el1_pair op, mode, ctx, slot, nv1, vh1, nv2, vh2
 	.ifc	\mode, vhehost
-	.ifb	\vh
-	el1_access \op, \ctx, \slot, \nv
+	.ifc	\vh1, -
+	.ifc	\vh2, -
+	el1_access2 \op, \ctx, \slot, \nv1, \nv2
+	.else
+	el1_access1 \op, \ctx, \slot, \nv1
+	.endif
+	.else
+	.ifc	\vh2, -
+	el1_access1 \op, \ctx, (\slot + 1), \nv2
+	.endif
 	.endif
 	.else
 	.ifc	\mode, vhe
-	.ifnb	\vh
-	el1_access \op, \ctx, \slot, \vh
+	.ifc	\vh1, -
+	.ifc	\vh2, -
+	el1_access2 \op, \ctx, \slot, \nv1, \nv2
 	.else
-	el1_access \op, \ctx, \slot, \nv
+	el1_access2 \op, \ctx, \slot, \nv1, \vh2
 	.endif
 	.else
-	el1_access \op, \ctx, \slot, \nv
+	.ifc	\vh2, -
+	el1_access2 \op, \ctx, \slot, \vh1, \nv2
+	.else
+	el1_access2 \op, \ctx, \slot, \vh1, \vh2
+	.endif
+	.endif
+	.else
+	el1_access2 \op, \ctx, \slot, \nv1, \nv2
 	.endif
 	.endif
 	.endm
 
-	.macro	el1_access op, ctx, slot, name
+	.macro	el1_access2 op, ctx, slot, name1, name2
+	.ifc	\op, save
+	mrs	x5, \name1
+	mrs	x6, \name2
+	stp	x5, x6, [\ctx, #(CTX_SYS + 8 * \slot)]
+	.else
+	ldp	x5, x6, [\ctx, #(CTX_SYS + 8 * \slot)]
+	msr	\name1, x5
+	msr	\name2, x6
+	.endif
+	.endm
+
+	.macro	el1_access1 op, ctx, slot, name
 	.ifc	\op, save
 	mrs	x5, \name
 	str	x5, [\ctx, #(CTX_SYS + 8 * \slot)]
@@ -145,33 +174,21 @@
 	.endif
 	.endm
 
-	// EL1/EL0 system registers, in the order of vcpu::context::Sys. Uses x5;
-	// `ctx` must be another register.
+	// EL1/EL0 system registers, in the order of vcpu::context::Sys. Uses x5
+	// and x6; `ctx` must be another register.
 	.macro	el1_regs op, mode, ctx
-	el1_reg	\op, \mode, \ctx, 0, sctlr_el1, s3_5_c1_c0_0
-	el1_reg	\op, \mode, \ctx, 1, cpacr_el1, s3_5_c1_c0_2
-	el1_reg	\op, \mode, \ctx, 2, ttbr0_el1, s3_5_c2_c0_0
-	el1_reg	\op, \mode, \ctx, 3, ttbr1_el1, s3_5_c2_c0_1
-	el1_reg	\op, \mode, \ctx, 4, tcr_el1, s3_5_c2_c0_2
-	el1_reg	\op, \mode, \ctx, 5, mair_el1, s3_5_c10_c2_0
-	el1_reg	\op, \mode, \ctx, 6, amair_el1, s3_5_c10_c3_0
-	el1_reg	\op, \mode, \ctx, 7, vbar_el1, s3_5_c12_c0_0
-	el1_reg	\op, \mode, \ctx, 8, contextidr_el1, s3_5_c13_c0_1
-	el1_reg	\op, \mode, \ctx, 9, tpidr_el1
-	el1_reg	\op, \mode, \ctx, 10, tpidr_el0
-	el1_reg	\op, \mode, \ctx, 11, tpidrro_el0
-	el1_reg	\op, \mode, \ctx, 12, sp_el0
-	el1_reg	\op, \mode, \ctx, 13, sp_el1
-	el1_reg	\op, \mode, \ctx, 14, elr_el1, s3_5_c4_c0_1
-	el1_reg	\op, \mode, \ctx, 15, spsr_el1, s3_5_c4_c0_0
-	el1_reg	\op, \mode, \ctx, 16, esr_el1, s3_5_c5_c2_0
-	el1_reg	\op, \mode, \ctx, 17, far_el1, s3_5_c6_c0_0
-	el1_reg	\op, \mode, \ctx, 18, afsr0_el1, s3_5_c5_c1_0
-	el1_reg	\op, \mode, \ctx, 19, afsr1_el1, s3_5_c5_c1_1
-	el1_reg	\op, \mode, \ctx, 20, par_el1
-	el1_reg	\op, \mode, \ctx, 21, cntkctl_el1, s3_5_c14_c1_0
-	el1_reg	\op, \mode, \ctx, 22, csselr_el1
-	el1_reg	\op, \mode, \ctx, 23, mdscr_el1
+	el1_pair \op, \mode, \ctx, 0, sctlr_el1, s3_5_c1_c0_0, cpacr_el1, s3_5_c1_c0_2
+	el1_pair \op, \mode, \ctx, 2, ttbr0_el1, s3_5_c2_c0_0, ttbr1_el1, s3_5_c2_c0_1
+	el1_pair \op, \mode, \ctx, 4, tcr_el1, s3_5_c2_c0_2, mair_el1, s3_5_c10_c2_0
+	el1_pair \op, \mode, \ctx, 6, amair_el1, s3_5_c10_c3_0, vbar_el1, s3_5_c12_c0_0
+	el1_pair \op, \mode, \ctx, 8, contextidr_el1, s3_5_c13_c0_1, tpidr_el1, -
+	el1_pair \op, \mode, \ctx, 10, tpidr_el0, -, tpidrro_el0, -
+	el1_pair \op, \mode, \ctx, 12, sp_el0, -, sp_el1, -
+	el1_pair \op, \mode, \ctx, 14, elr_el1, s3_5_c4_c0_1, spsr_el1, s3_5_c4_c0_0
+	el1_pair \op, \mode, \ctx, 16, esr_el1, s3_5_c5_c2_0, far_el1, s3_5_c6_c0_0
+	el1_pair \op, \mode, \ctx, 18, afsr0_el1, s3_5_c5_c1_0, afsr1_el1, s3_5_c5_c1_1
+	el1_pair \op, \mode, \ctx, 20, par_el1, -, cntkctl_el1, s3_5_c14_c1_0
+	el1_pair \op, \mode, \ctx, 22, csselr_el1, -, mdscr_el1, -
 	.endm
 
 	// The guest's virtual timer (CNTV_CTL, CNTV_CVAL at CTX_TIMER), through x3
@@ -608,8 +625,9 @@ el2_tlbi_vmid:
 	str	x4, [x2, #(CTX_EL2 + EL2_HCRX)]
 	ldr	x4, [x10, #EL2_HCRX]
 	msr	S3_4_C1_C2_2, x4
-3:	restore_fp x1
-	el1_regs load, \mode, x1
+3:	tbz	x11, #3, 4f
+	restore_fp x1
+4:	el1_regs load, \mode, x1
 	guest_timer load, \mode, x1
 	restore_vgic x1
 	// Stage 2 and the traps on, last.
@@ -683,8 +701,10 @@ el2_tlbi_vmid:
 	stp	x2, x3, [x1, #CTX_PC]
 	el1_regs save, \mode, x1
 	guest_timer save, \mode, x1
+	ldr	x11, [x1, #(CTX_EL2 + EL2_FLAGS)]
+	tbz	x11, #3, 5f
 	save_fp x1
-	save_vgic x1
+5:	save_vgic x1
 	// Back to the host: stage 2 and traps off first.
 	mrs	x0, tpidr_el2
 	add	x2, x0, #HYP_HOST
@@ -717,6 +737,52 @@ el2_tlbi_vmid:
 1:
 	.endm
 
+	// The EL2 tier: exits answered here, without switching to the host and
+	// back. Chosen by how often they come and that they need nothing of the
+	// host kernel: the SMCCC discovery calls (SMCCC_VERSION, and
+	// SMCCC_ARCH_FEATURES of those two; the kernel answers the same). On
+	// entry x0 = the exit kind, the guest's x0/x1 on the stack, every other
+	// register the guest's; either returns to the guest or goes on below
+	// with x0 = the kind again.
+	.macro	el2_tier
+	cbnz	x0, 10f				// not EXIT_SYNC (0): as it is
+	mrs	x0, esr_el2
+	lsr	x1, x0, #ESR_EC_SHIFT
+	cmp	x1, #ESR_EC_HVC64
+	b.ne	9f
+	tst	x0, #0xffff			// hvc #0: SMCCC
+	b.ne	9f
+	ldr	w0, [sp]			// the function id (w0)
+	mov	w1, #0x80000000			// SMCCC_VERSION
+	cmp	w0, w1
+	b.eq	7f
+	add	w1, w1, #1			// SMCCC_ARCH_FEATURES
+	cmp	w0, w1
+	b.ne	9f
+	ldr	w0, [sp, #8]			// of which function (w1)
+	sub	w0, w0, w1			// 0: ARCH_FEATURES, -1: VERSION
+	cmn	w0, #1
+	ccmp	w0, #0, #4, ne
+	mov	x0, xzr				// implemented...
+	b.eq	8f
+	mov	x0, #-1				// ...or NOT_SUPPORTED
+	b	8f
+7:	mov	x0, #1			// SMCCC 1.1: 0x10001
+	movk	x0, #1, lsl #16
+8:	str	x0, [sp]
+	mrs	x1, tpidr_el2
+	ldr	x1, [x1, #HYP_GUEST]
+	ldr	x0, [x1, #CTX_EXIT_EL2_HVCS]
+	add	x0, x0, #1
+	str	x0, [x1, #CTX_EXIT_EL2_HVCS]
+	ldp	x0, x1, [sp], #16
+	eret
+	dsb	nsh
+	isb
+9:	mov	x0, #EXIT_SYNC
+10:
+	.endm
+
 	// ---- nVHE: the host calls VMM_HC_RUN with x1 = the guest context's PA --
 el2_run:
 	mrs	x0, tpidr_el2
@@ -736,6 +802,7 @@ el2_run:
 	guest_enter nvhe
 
 el2_guest_exit:
+	el2_tier
 	guest_exit nvhe
 	el1_regs load, nvhe, x2
 	ldp	x3, x4, [x2, #CTX_PC]
@@ -842,6 +909,7 @@ vmm_vhe_run:
 	guest_enter vhe
 
 vmm_vhe_exit:
+	el2_tier
 	guest_exit vhe
 	el1_regs load, vhehost, x2
 	ldr	x3, [x0, #HYP_VHE_VBAR]

@@ -45,6 +45,7 @@ global_asm!(
     exit_kind = const off::EXIT_KIND,
     exit_esr = const off::EXIT_ESR,
     exit_hpfar = const off::EXIT_HPFAR,
+    ctx_exit_el2_hvcs = const off::EXIT_EL2_HVCS,
     exit_sync = const EXIT_SYNC,
     exit_irq = const EXIT_IRQ,
     exit_fiq = const EXIT_FIQ,
