@@ -187,6 +187,7 @@ cached_versions() {
 keep_modules() {
 	local deb=$1 rel=$2 dir=$3 tmp md list builtin todo have= m re path paths deps round
 	shift 3
+	[ -n "$dir" ] || { printf 'keep_modules: no directory given\n' >&2; return 1; }
 	tmp=$dir.part
 	md=./lib/modules/$rel
 	rm -rf "$tmp" && mkdir -p "$tmp"
