@@ -112,6 +112,20 @@ pub enum Error {
         /// The guest's PC.
         pc: u64,
     },
+    /// A data abort without a syndrome (ISV=0) that bhyve cannot emulate.
+    #[error("vCPU {vcpu} stopped: data abort without a valid syndrome at {gpa:#010x}, pc {pc:#010x}: {why} (ESR {esr:#010x})")]
+    NoSyndrome {
+        /// The vCPU.
+        vcpu: i32,
+        /// The guest's PC.
+        pc: u64,
+        /// The faulting guest physical address.
+        gpa: u64,
+        /// ESR_EL2 of the exit.
+        esr: u64,
+        /// What the instruction is, or why it could not be read.
+        why: String,
+    },
     /// An exit nothing could handle (`HYP`).
     #[error("{}", hyp_exit::describe(*vcpu, *pc, exit))]
     Hyp {

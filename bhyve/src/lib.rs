@@ -14,6 +14,7 @@ pub mod error;
 pub mod fdt;
 pub mod fpcheck;
 pub mod hyp_exit;
+pub mod insn;
 pub mod layout;
 pub mod power;
 pub mod psci;

@@ -96,7 +96,7 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     let cli::ConsoleKind::Stdio = opts.console;
     let console = Console::start(uart).map_err(Error::Console)?;
 
-    let machine = Machine { bus: devices.bus(), cpus: &cpus, platform };
+    let machine = Machine { bus: devices.bus(), cpus: &cpus, platform, mem: None };
     let vcpus = (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some())).collect();
     let (stop, vcpus) = smp::run(&machine, vcpus, signals::pending, &SignalKick::new(platform.vcpus));
 
