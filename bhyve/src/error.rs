@@ -67,6 +67,20 @@ pub enum Error {
         /// Why.
         err: std::io::Error,
     },
+    /// The firmware or its variable store cannot be used.
+    #[error("{0}")]
+    Firmware(#[from] crate::firmware::FirmwareError),
+    /// The variable store's file cannot be made.
+    #[error("bootvars '{}': cannot create it: {}", path.display(), io_words(err))]
+    VarsCreate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The flash banks cannot be loaded.
+    #[error("flash: {0}")]
+    Flash(String),
     /// The devices' I/O machinery (eventfds, threads) could not be set up.
     #[error("cannot set up the virtio devices: {0}")]
     IoThread(std::io::Error),

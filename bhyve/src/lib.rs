@@ -12,6 +12,7 @@ pub mod devices;
 pub mod devmgr;
 pub mod error;
 pub mod fdt;
+pub mod firmware;
 pub mod fpcheck;
 pub mod hyp_exit;
 pub mod insn;
