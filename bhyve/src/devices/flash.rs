@@ -459,13 +459,6 @@ impl BusDevice for Flash {
     fn write(&self, _base: u64, offset: u64, data: &[u8]) {
         let Some((n, off)) = self.bank(offset, data.len()) else { return };
         let mut bank = self.banks[n].lock().unwrap_or_else(|p| p.into_inner());
-        if std::env::var_os("BHYVE_DEBUG_FLASH").is_some() {
-            eprintln!(
-                "flash{n} w {off:#x} {data:02x?} mode {:?} next {:?}",
-                bank.mode,
-                std::mem::discriminant(&bank.next)
-            );
-        }
         bank.write(off, data);
         self.sync_mapping(n, &mut bank);
     }
