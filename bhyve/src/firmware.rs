@@ -190,16 +190,20 @@ fn io_words(e: &std::io::Error) -> String {
     }
 }
 
-/// A file's first `BANK_SIZE + 1` bytes (one more than fits: to know it
-/// does not fit without reading a huge file whole).
-fn read_up_to_bank(path: &Path) -> std::io::Result<Vec<u8>> {
+/// A regular file's bytes and its length; a file larger than a bank is not
+/// read (its bytes come back empty).
+fn read_up_to_bank(path: &Path) -> std::io::Result<(Vec<u8>, u64)> {
     let f = File::open(path)?;
-    if !f.metadata()?.is_file() {
+    let meta = f.metadata()?;
+    if !meta.is_file() {
         return Err(std::io::Error::from_raw_os_error(libc::EISDIR));
     }
     let mut v = vec![];
-    f.take(BANK_SIZE + 1).read_to_end(&mut v)?;
-    Ok(v)
+    if meta.len() <= BANK_SIZE {
+        // Never more than a bank, whatever the file does meanwhile.
+        f.take(BANK_SIZE + 1).read_to_end(&mut v)?;
+    }
+    Ok((v, meta.len()))
 }
 
 /// The variable store: what bank 1 holds, and the file its writes go to.
@@ -235,8 +239,13 @@ impl Firmware {
     /// Reads and checks the firmware and the variable store (or its
     /// template) of `opts`.
     pub fn read(opts: &crate::cli::BootRom) -> Result<Firmware, FirmwareError> {
-        let rom = read_up_to_bank(&opts.rom).map_err(|err| FirmwareError::ReadRom { path: opts.rom.clone(), err })?;
-        let kind = check_image(&rom).map_err(|why| FirmwareError::BadRom { path: opts.rom.clone(), why })?;
+        let (rom, len) =
+            read_up_to_bank(&opts.rom).map_err(|err| FirmwareError::ReadRom { path: opts.rom.clone(), err })?;
+        let bad = |why| FirmwareError::BadRom { path: opts.rom.clone(), why };
+        if len > BANK_SIZE {
+            return Err(bad(ImageError::TooBig { size: len }));
+        }
+        let kind = check_image(&rom).map_err(bad)?;
         let vars_err = |path: &Path, why: String| FirmwareError::Vars { path: path.to_path_buf(), why };
         let existing = match &opts.vars {
             Some(p) => match OpenOptions::new().read(true).write(true).open(p) {
@@ -267,8 +276,8 @@ impl Firmware {
 
 /// A variable store's (or template's) bytes: a regular file of at most a bank.
 fn store_bytes(path: &Path) -> Result<Vec<u8>, String> {
-    let bytes = read_up_to_bank(path).map_err(|e| io_words(&e))?;
-    if bytes.len() as u64 > BANK_SIZE {
+    let (bytes, len) = read_up_to_bank(path).map_err(|e| io_words(&e))?;
+    if len > BANK_SIZE || bytes.len() as u64 > BANK_SIZE {
         return Err(format!("it is larger than the {} flash bank", format_size(BANK_SIZE)));
     }
     Ok(bytes)

@@ -179,3 +179,13 @@ fn banks_are_loaded_with_the_rest_filled() {
     a.read(BANK_SIZE - 2, &mut b);
     assert_eq!(b, [0xff; 5]);
 }
+
+#[test]
+fn a_firmware_file_larger_than_the_bank_is_not_read() {
+    let d = tmp();
+    let big = d.join("big.fd");
+    File::create(&big).unwrap().set_len(65 << 20).unwrap();
+    let e = Firmware::read(&BootRom { rom: big.clone(), vars: None, template: None }).err().unwrap().to_string();
+    assert_eq!(e, format!("bootrom '{}': it is 65M, larger than the 64M flash bank", big.display()));
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -7,7 +7,7 @@
 //! Test-only (system tests in the emulated host).
 
 use std::process::ExitCode;
-use vmmapi::vm_memory::{Bytes, GuestAddress};
+use vmmapi::vm_memory::{Bytes, MemoryRegionAddress};
 
 fn num(s: &str) -> Option<u64> {
     match s.strip_prefix("0x") {
@@ -39,24 +39,19 @@ fn main() -> ExitCode {
         _ => None,
     };
     let Some((name, op, gpa, len, byte)) = parsed else { return usage() };
-    let mem = match vmmapi::Vm::open(name).and_then(|vm| vm.map_memory()) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("vmmem: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let Some((region, base)) = map(name, gpa, len) else { return ExitCode::from(1) };
     let mut buf = vec![0u8; 1 << 20];
     let (mut at, end) = (gpa, gpa.saturating_add(len));
     let mut bad = 0u64;
     while at < end {
         let n = ((end - at) as usize).min(buf.len());
         let chunk = &mut buf[..n];
+        let off = MemoryRegionAddress(at - base);
         let ok = if op == "fill" {
             chunk.fill(byte);
-            mem.write_slice(chunk, GuestAddress(at))
+            region.write_slice(chunk, off)
         } else {
-            mem.read_slice(chunk, GuestAddress(at)).map(|()| bad += chunk.iter().filter(|&&b| b != byte).count() as u64)
+            region.read_slice(chunk, off).map(|()| bad += chunk.iter().filter(|&&b| b != byte).count() as u64)
         };
         if ok.is_err() {
             eprintln!("vmmem: {at:#x} is outside the VM's memory");
@@ -80,13 +75,7 @@ fn usage() -> ExitCode {
 /// Counts the bytes of `[gpa, gpa+len)` that differ from `file`'s first
 /// `len` (bytes the file lacks count as different).
 fn diff(name: &str, gpa: u64, len: u64, file: &str) -> ExitCode {
-    let region = match vmmapi::Vm::open(name).and_then(|vm| vm.map_region(gpa, len)) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("vmmem: {e}");
-            return ExitCode::from(1);
-        }
-    };
+    let Some((region, base)) = map(name, gpa, len) else { return ExitCode::from(1) };
     let want = match std::fs::read(file) {
         Ok(b) => b,
         Err(e) => {
@@ -95,7 +84,7 @@ fn diff(name: &str, gpa: u64, len: u64, file: &str) -> ExitCode {
         }
     };
     let mut have = vec![0u8; len as usize];
-    if region.read_slice(&mut have, vmmapi::vm_memory::MemoryRegionAddress(0)).is_err() {
+    if region.read_slice(&mut have, MemoryRegionAddress(gpa - base)).is_err() {
         eprintln!("vmmem: cannot read [{gpa:#x}, +{len:#x})");
         return ExitCode::from(1);
     }
@@ -133,6 +122,20 @@ fn dump(name: &str, gpa: u64, len: u64, file: &str) -> ExitCode {
         Err(e) => {
             eprintln!("vmmem: {file}: {e}");
             ExitCode::from(1)
+        }
+    }
+}
+
+/// Maps the pages holding `[gpa, gpa+len)` of VM `name` (any segment, mapped
+/// for the guest or not): the region and the address it starts at.
+fn map(name: &str, gpa: u64, len: u64) -> Option<(vmmapi::GuestRegion, u64)> {
+    let base = gpa & !0xfff;
+    let end = gpa.checked_add(len)?.checked_add(0xfff)? & !0xfff;
+    match vmmapi::Vm::open(name).and_then(|vm| vm.map_region(base, end - base)) {
+        Ok(r) => Some((r, base)),
+        Err(e) => {
+            eprintln!("vmmem: {e}");
+            None
         }
     }
 }
