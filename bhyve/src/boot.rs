@@ -96,6 +96,36 @@ pub fn install_device_tree(
     Ok(Some(addr))
 }
 
+/// For a firmware boot: writes the device tree of the VM `p` with `devices`
+/// at the base of RAM, where QEMU puts it for the firmware it boots (EDK2's
+/// ArmVirtQemu and U-Boot's `qemu_arm64` look for it there), with no
+/// command line and no initrd. Returns its address.
+pub fn install_firmware_tree(
+    mem: &impl Memory,
+    p: &Platform,
+    devices: &[Placement],
+    seeds: impl FnOnce() -> std::io::Result<Seeds>,
+) -> Result<u64, Error> {
+    let (rng_seed, kaslr_seed) = seeds().map_err(Error::Random)?;
+    let cfg = FdtConfig {
+        ram_base: p.ram_base,
+        ram_size: p.ram_size,
+        vcpus: p.vcpus,
+        cmdline: String::new(),
+        initrd: None,
+        rng_seed,
+        kaslr_seed,
+        devices: devices.to_vec(),
+    };
+    let tree = create_fdt(&cfg).map_err(Error::DeviceTree)?;
+    mem.write_slice(&tree, GuestAddress(p.ram_base)).map_err(|_| Error::GuestMemory {
+        op: "write",
+        len: tree.len(),
+        gpa: p.ram_base,
+    })?;
+    Ok(p.ram_base)
+}
+
 /// Writes `tree` at `addr` and zeroes what is left of the `old_len` bytes
 /// there before it, so that no part of the block outlives it.
 fn replace(mem: &impl Memory, addr: u64, old_len: usize, tree: &[u8]) -> Result<(), Error> {

@@ -1,5 +1,5 @@
 //! bhyve's command line, in bhyve's spelling:
-//! `bhyve [-c [cpus=]N] [-m SIZE] [-o KEY=VALUE]... NAME`.
+//! `bhyve [-c [cpus=]N] [-m SIZE] [-l bootrom,FILE[,VARS]] [-o KEY=VALUE]... NAME`.
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
 use crate::virtio::blk::{BlkOptions, SectorSize};
@@ -7,13 +7,14 @@ use crate::virtio::p9::{check_tag, P9Options};
 use clap::{ArgAction, Parser};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use vmmapi::cli;
 pub use vmmapi::cli::Exit;
 use vmmapi::size::parse_mem_size;
 
 /// One-line usage printed under every command-line error.
-pub const USAGE: &str =
-    "usage: bhyve [-c [cpus=]N] [-m SIZE] [-s SLOT,EMULATION[,CONF]]... [-o KEY=VALUE]... NAME  (see --help)";
+pub const USAGE: &str = "usage: bhyve [-c [cpus=]N] [-m SIZE] [-l bootrom,FILE[,VARS]] [-s SLOT,EMULATION[,CONF]]... \
+     [-o KEY=VALUE]... NAME  (see --help)";
 
 /// Device slots: one virtio-mmio transport each.
 pub const SLOTS: u32 = crate::layout::VIRTIO_MMIO_COUNT;
@@ -38,8 +39,18 @@ pub const MAX_VCPUS: u32 = vmm_uapi::VM_MAXCPU as u32;
                   -o trans=virtio,version=9p2000.L SHARENAME /mnt); the guest cannot reach outside it;\n    \
                   ro: every change is refused (EROFS)\n  \
                   hostbridge, lpc    accepted for bhyve's command lines; nothing is added\n\n\
+                  -l bootrom,FILE[,VARS]   the same as -o bootrom=FILE -o bootvars=VARS\n\
+                  -l com1,stdio            the console on stdio (the default)\n\n\
                   -o keys:\n  \
                   console=stdio      the UART on stdin/stdout (the default, and the only one for now)\n  \
+                  bootrom=FILE       boot this firmware (EDK2's QEMU_EFI.fd or AAVMF_CODE.fd, U-Boot's\n                     \
+                  u-boot.bin) from CFI flash bank 0 at 0x0, read-only; vCPU 0 starts at 0x0 and the\n                     \
+                  device tree is at 0x40000000. The VM (and its memory, with -m) is made if needed:\n                     \
+                  no bhyveload\n  \
+                  bootvars=FILE      flash bank 1 at 0x4000000, the firmware's variables, kept in FILE\n                     \
+                  (made from the template if missing); without it they last until bhyve exits\n  \
+                  bootvars.template=FILE   the template (default: X_VARS*.fd beside an X_CODE*.fd\n                     \
+                  firmware, else an erased bank)\n  \
                   testdev            the test device at 0x0b000000\n  \
                   testdev.param=N    the test device, with PARAM reading N\n  \
                   testdev.fpcheck=B  with the test device: check the host's FP registers across every\n                     \
@@ -62,6 +73,9 @@ struct Args {
     /// Guest memory: must match the VM's (or sets it up if it has none).
     #[arg(short = 'm', value_name = "SIZE")]
     mem: Option<String>,
+    /// A boot ROM (`bootrom,FILE[,VARS]`), or the console (`com1,stdio`), in amd64 bhyve's spelling.
+    #[arg(short = 'l', value_name = "DEV,CONF", action = ArgAction::Append)]
+    lpc: Vec<String>,
     /// A device (see below); may be given more than once.
     #[arg(short = 's', value_name = "SLOT,EMULATION[,CONF]", action = ArgAction::Append)]
     slots: Vec<String>,
@@ -100,6 +114,17 @@ pub struct DeviceSpec {
     pub kind: DeviceKind,
 }
 
+/// Firmware to boot from the flash (`-o bootrom=`, `-l bootrom,`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootRom {
+    /// The firmware image, for flash bank 0.
+    pub rom: PathBuf,
+    /// The variable store's file, for flash bank 1.
+    pub vars: Option<PathBuf>,
+    /// What a missing variable store is made from.
+    pub template: Option<PathBuf>,
+}
+
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
@@ -118,6 +143,8 @@ pub struct Options {
     pub fp_check: bool,
     /// The devices of `-s` and `pci.*`, by slot.
     pub devices: Vec<DeviceSpec>,
+    /// Firmware to boot, if any (else bhyveload prepared the VM).
+    pub bootrom: Option<BootRom>,
 }
 
 fn usage_error(msg: &str) -> Exit {
@@ -143,7 +170,24 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
         testdev: None,
         fp_check: true,
         devices: vec![],
+        bootrom: None,
     };
+    let (mut rom, mut vars, mut template) = (None, None, None);
+    for l in &a.lpc {
+        let bad = |why: &str| usage_error(&format!("-l {l}: {why}"));
+        let mut parts = l.splitn(3, ',');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("bootrom"), Some(f), v) if !f.is_empty() && v != Some("") => {
+                rom = Some(PathBuf::from(f));
+                if let Some(v) = v {
+                    vars = Some(PathBuf::from(v));
+                }
+            }
+            (Some("bootrom"), _, _) => return Err(bad("expected bootrom,FILE[,VARSFILE]")),
+            (Some("com1"), Some("stdio"), None) => {}
+            _ => return Err(bad("only bootrom,FILE[,VARSFILE] and com1,stdio exist")),
+        }
+    }
     let mut slots = Slots::default();
     for s in &a.slots {
         slots.add_s(s).map_err(|e| usage_error(&format!("-s {s}: {e}")))?;
@@ -170,6 +214,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
             "testdev.fpcheck" => {
                 opts.fp_check = parse_bool(value.unwrap_or("true")).ok_or_else(|| bad("expected true or false"))?
             }
+            "bootrom" | "lpc.bootrom" => rom = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
+            "bootvars" | "lpc.bootvars" => vars = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
+            "bootvars.template" => template = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
             "testdev.param" => {
                 let v = value.ok_or_else(|| bad("needs a value (testdev.param=N)"))?;
                 param = Some(parse_u64(v).ok_or_else(|| bad("not a number"))?);
@@ -179,6 +226,11 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
         }
     }
     opts.devices = slots.devices().map_err(|e| usage_error(&e))?;
+    opts.bootrom = match (rom, vars, template) {
+        (Some(rom), vars, template) => Some(BootRom { rom, vars, template }),
+        (None, None, None) => None,
+        (None, _, _) => return Err(usage_error("bootvars needs a bootrom (-o bootrom=FILE)")),
+    };
     // A parameter for the test device asks for the device.
     if testdev_on.unwrap_or(param.is_some()) {
         opts.testdev = Some(param.unwrap_or(0));
@@ -366,6 +418,11 @@ fn parse_cpus(s: &str) -> Result<u32, String> {
     }
 }
 
+/// A file name given as a value.
+fn path_value(v: Option<&str>) -> Option<PathBuf> {
+    v.filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
 /// Decimal, or hexadecimal after `0x`.
 fn parse_u64(s: &str) -> Option<u64> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -406,7 +463,8 @@ mod tests {
                 console: ConsoleKind::Stdio,
                 testdev: None,
                 fp_check: true,
-                devices: vec![]
+                devices: vec![],
+                bootrom: None,
             }
         );
     }
@@ -641,6 +699,35 @@ mod tests {
             ]),
             "bhyve: slot 3: ro=2: expected true or false"
         );
+    }
+
+    #[test]
+    fn boot_roms_as_bhyve_spells_them() {
+        let rom = |r: &str, v: Option<&str>, t: Option<&str>| {
+            Some(BootRom { rom: r.into(), vars: v.map(Into::into), template: t.map(Into::into) })
+        };
+        assert_eq!(p(&["-o", "bootrom=/fw.fd", "g"]).unwrap().bootrom, rom("/fw.fd", None, None));
+        assert_eq!(
+            p(&["-o", "bootrom=/fw.fd", "-o", "bootvars=/v.fd", "g"]).unwrap().bootrom,
+            rom("/fw.fd", Some("/v.fd"), None)
+        );
+        assert_eq!(
+            p(&["-o", "lpc.bootrom=/a", "-o", "lpc.bootvars=/b", "-o", "bootvars.template=/t", "g"]).unwrap().bootrom,
+            rom("/a", Some("/b"), Some("/t"))
+        );
+        assert_eq!(p(&["-l", "bootrom,/fw.fd", "g"]).unwrap().bootrom, rom("/fw.fd", None, None));
+        assert_eq!(
+            p(&["-l", "bootrom,/fw.fd,/v.fd", "-l", "com1,stdio", "g"]).unwrap().bootrom,
+            rom("/fw.fd", Some("/v.fd"), None)
+        );
+        assert_eq!(err(&["-l", "bootrom", "g"]), "bhyve: -l bootrom: expected bootrom,FILE[,VARSFILE]");
+        assert_eq!(err(&["-l", "bootrom,/a,", "g"]), "bhyve: -l bootrom,/a,: expected bootrom,FILE[,VARSFILE]");
+        assert_eq!(
+            err(&["-l", "com2,stdio", "g"]),
+            "bhyve: -l com2,stdio: only bootrom,FILE[,VARSFILE] and com1,stdio exist"
+        );
+        assert_eq!(err(&["-o", "bootrom=", "g"]), "bhyve: -o bootrom=: needs a file");
+        assert_eq!(err(&["-o", "bootvars=/v", "g"]), "bhyve: bootvars needs a bootrom (-o bootrom=FILE)");
     }
 
     #[test]

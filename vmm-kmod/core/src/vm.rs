@@ -443,6 +443,17 @@ impl Vm {
         kernel::totalram_bytes()
     }
 
+    /// `VM_MUNMAP_MEMSEG`: the mapping goes from stage 2, and every CPU's
+    /// TLB entries of the VM with it, before this returns (under the memory
+    /// lock, so that no fault maps a page of it again meanwhile).
+    pub fn munmap_memseg(&self, u: &vmm_uapi::VmMunmap) -> Result<(), Errno> {
+        let mut mem = self.mem.lock();
+        if mem.munmap_memseg(&mut KernelTables, u)? {
+            crate::arch::tlbi_vmid(self.vttbr);
+        }
+        Ok(())
+    }
+
     /// The page at `gpa` for userspace (`mmap` fault): its PA.
     pub fn user_page(&self, gpa: u64) -> Result<u64, Errno> {
         self.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, gpa, Toucher::User)
@@ -501,6 +512,10 @@ impl Env for VcpuEnv<'_> {
 
     fn is_ram(&self, ipa: u64) -> bool {
         self.vm.mem.lock().is_ram(ipa)
+    }
+
+    fn is_read_only(&self, ipa: u64) -> bool {
+        self.vm.mem.lock().is_read_only(ipa)
     }
 
     fn fault_in(&mut self, ipa: u64) -> bool {

@@ -113,6 +113,9 @@ mod tests {
         fn is_ram(&self, _: u64) -> bool {
             unreachable!()
         }
+        fn is_read_only(&self, _: u64) -> bool {
+            unreachable!()
+        }
         fn fault_in(&mut self, _: u64) -> bool {
             unreachable!()
         }

@@ -544,7 +544,10 @@ el2_gic_vtr:
 1:	mov	x0, xzr
 	eret
 
+	// The kernel's stage-2 descriptor writes (an unmap) reach the table
+	// walkers of every CPU before their TLB entries are dropped.
 el2_tlbi_vmid:
+	dsb	ishst
 	mrs	x2, vttbr_el2
 	msr	vttbr_el2, x1
 	isb
