@@ -30,6 +30,7 @@ pub mod blk;
 pub mod chain;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 #[cfg(test)]
 pub mod testring;
@@ -78,6 +79,9 @@ pub enum ActivateError {
     /// The I/O thread could not be started.
     #[error("cannot start the device's I/O thread: {0}")]
     Thread(std::io::Error),
+    /// The backend refused the driver's settings.
+    #[error("the backend refused the settings: {0}")]
+    Backend(std::io::Error),
 }
 
 /// A virtio device model, apart from its transport.
