@@ -359,10 +359,10 @@ impl VirtioDevice for Console {
     }
 }
 
-/// The input side of a stdio console port, for [`crate::console::Console`].
-pub use port::StdioInput;
 /// How a port reaches the host.
 pub use port::PortIo as Backend;
+/// The input side of a stdio console port, for [`crate::console::Console`].
+pub use port::StdioInput;
 
 /// Makes the ports of a device: the console on stdio (if `stdio` is given)
 /// as port 0, then each named port on its socket.

@@ -28,6 +28,7 @@
 
 pub mod blk;
 pub mod chain;
+pub mod console;
 pub mod interrupt;
 pub mod mmio;
 pub mod net;

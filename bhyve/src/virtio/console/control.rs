@@ -32,7 +32,9 @@ impl Event {
 
     fn from_code(c: u16) -> Option<Event> {
         use Event::*;
-        [DeviceReady, DeviceAdd, DeviceRemove, PortReady, ConsolePort, Resize, PortOpen, PortName].get(c as usize).copied()
+        [DeviceReady, DeviceAdd, DeviceRemove, PortReady, ConsolePort, Resize, PortOpen, PortName]
+            .get(c as usize)
+            .copied()
     }
 }
 

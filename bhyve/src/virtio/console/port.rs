@@ -329,18 +329,15 @@ impl Port {
             }
             PortIo::Socket(s) => {
                 let _ = io.watch(s.listener.as_raw_fd(), token(i, Source::Listener), EventSet::IN);
-                match &s.client {
-                    Some(c) => {
-                        let mut ev = EventSet::empty();
-                        if self.input.is_empty() && !self.hung_up {
-                            ev |= EventSet::IN | EventSet::READ_HANG_UP;
-                        }
-                        if !self.output.is_empty() {
-                            ev |= EventSet::OUT;
-                        }
-                        let _ = io.watch(c.as_raw_fd(), token(i, Source::Client), ev);
+                if let Some(c) = &s.client {
+                    let mut ev = EventSet::empty();
+                    if self.input.is_empty() && !self.hung_up {
+                        ev |= EventSet::IN | EventSet::READ_HANG_UP;
                     }
-                    None => {}
+                    if !self.output.is_empty() {
+                        ev |= EventSet::OUT;
+                    }
+                    let _ = io.watch(c.as_raw_fd(), token(i, Source::Client), ev);
                 }
             }
         }
