@@ -153,6 +153,9 @@ pub struct Port {
     hung_up: bool,
     /// A client gone, to be unwatched before its descriptor is closed.
     closed: Option<UnixStream>,
+    /// The client shut its sending side: nothing more to read, though it
+    /// may still read the guest's output.
+    eof_in: bool,
 }
 
 impl Port {
@@ -169,6 +172,7 @@ impl Port {
             change: None,
             hung_up: false,
             closed: None,
+            eof_in: false,
         }
     }
 
@@ -210,9 +214,17 @@ impl Port {
             }
             PortIo::Socket(s) => {
                 let Some(c) = &mut s.client else { return false };
+                if self.eof_in && !self.hung_up {
+                    return false;
+                }
                 let mut buf = [0u8; CHUNK];
                 loop {
                     match c.read(&mut buf) {
+                        // Half closed: the client may still read.
+                        Ok(0) if !self.hung_up => {
+                            self.eof_in = true;
+                            return false;
+                        }
                         Ok(0) => break,
                         Ok(n) => {
                             self.input.extend_from_slice(&buf[..n]);
@@ -223,7 +235,7 @@ impl Port {
                         Err(_) => break,
                     }
                 }
-                // End of file, or an error: the client is gone.
+                // Hung up and read to the end, or an error: the client is gone.
                 self.close_client();
                 false
             }
@@ -239,6 +251,7 @@ impl Port {
         }
         self.output.clear();
         self.hung_up = false;
+        self.eof_in = false;
     }
 
     /// Output for the host. To stdio it is written at once; to a socket as
@@ -303,12 +316,12 @@ impl Port {
                 }
             }
             (PortIo::Socket(_), Source::Client) => {
-                if events.intersects(EventSet::HANG_UP | EventSet::ERROR | EventSet::READ_HANG_UP) {
+                // Gone both ways: what it sent is still delivered, then
+                // the port is closed.
+                if events.intersects(EventSet::HANG_UP | EventSet::ERROR) {
+                    self.hung_up = true;
                     if self.input.is_empty() {
-                        self.hung_up = true;
-                        while self.read_host() {}
-                    } else {
-                        self.hung_up = true;
+                        self.read_host();
                     }
                 }
             }
@@ -331,8 +344,8 @@ impl Port {
                 let _ = io.watch(s.listener.as_raw_fd(), token(i, Source::Listener), EventSet::IN);
                 if let Some(c) = &s.client {
                     let mut ev = EventSet::empty();
-                    if self.input.is_empty() && !self.hung_up {
-                        ev |= EventSet::IN | EventSet::READ_HANG_UP;
+                    if self.input.is_empty() && !self.hung_up && !self.eof_in {
+                        ev |= EventSet::IN;
                     }
                     if !self.output.is_empty() {
                         ev |= EventSet::OUT;

@@ -239,8 +239,15 @@ fn a_socket_port_carries_bytes_both_ways_and_tells_open_and_close() {
     c.read_exact(&mut got).unwrap();
     assert_eq!(&got, b"from the guest", "output before the client came was discarded");
 
-    drop(c);
+    c.shutdown(std::net::Shutdown::Write).unwrap();
     r.io_run(|w, io| w.ready(token(1, Source::Client), EventSet::IN | EventSet::READ_HANG_UP, io));
+    assert!(r.messages().is_empty(), "half closed: still open for the guest's output");
+    r.send(5, b"still");
+    let mut got = [0u8; 5];
+    c.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"still");
+    drop(c);
+    r.io_run(|w, io| w.ready(token(1, Source::Client), EventSet::IN | EventSet::HANG_UP, io));
     assert_eq!(r.messages(), [(1, Event::PortOpen, 0, vec![])]);
     let _c2 = UnixStream::connect(&r.path).unwrap();
     r.io_run(|w, io| w.ready(token(1, Source::Listener), EventSet::IN, io));
