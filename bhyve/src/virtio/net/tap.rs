@@ -37,7 +37,7 @@ pub enum TapError {
     #[error("'{0}' is not an interface name ({1})")]
     BadName(String, &'static str),
     /// A step of opening it failed.
-    #[error("cannot open tap '{name}': {what}: {err}")]
+    #[error("cannot open tap '{name}': {what}: {}", words(err))]
     Open {
         /// The tap.
         name: String,
@@ -46,6 +46,14 @@ pub enum TapError {
         /// Why.
         err: io::Error,
     },
+}
+
+/// An I/O error in words, without Rust's "(os error N)".
+fn words(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => nix::errno::Errno::from_raw(n).desc().to_string(),
+        None => e.to_string(),
+    }
 }
 
 /// Checks a Linux interface name: 1 to 15 bytes, not `.` or `..`, without
