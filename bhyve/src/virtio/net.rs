@@ -195,6 +195,8 @@ struct Work {
     guest_csum: bool,
     /// A packet read from the tap and not yet in the guest, with its length.
     held: Option<usize>,
+    /// Whether the tap is watched for packets (`None`: not yet at all).
+    reading: Option<bool>,
     buf: Vec<u8>,
     stats: Arc<NetStats>,
 }
@@ -312,9 +314,15 @@ impl Work {
                 }
             }
         }
-        // The tap is read only while the packet before went in.
-        let events = if self.held.is_some() { EventSet::empty() } else { EventSet::IN };
-        let _ = io.watch(self.backend.fd(), TAP_TOKEN, events);
+        // The tap is read only while the packet before went in (an
+        // epoll_ctl only when that changes).
+        let reading = self.held.is_none();
+        if self.reading != Some(reading) {
+            let events = if reading { EventSet::IN } else { EventSet::empty() };
+            if io.watch(self.backend.fd(), TAP_TOKEN, events).is_ok() {
+                self.reading = Some(reading);
+            }
+        }
         if used {
             io.signal_used(RX)?;
         }
@@ -405,6 +413,7 @@ impl VirtioDevice for Net {
             merge: a.features & bit(VIRTIO_NET_F_MRG_RXBUF) != 0,
             guest_csum: a.features & bit(VIRTIO_NET_F_GUEST_CSUM) != 0,
             held: None,
+            reading: None,
             buf: vec![0; MAX_PACKET],
             stats: self.stats.clone(),
         };

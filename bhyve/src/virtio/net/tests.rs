@@ -88,6 +88,7 @@ impl Rig {
             merge,
             guest_csum: true,
             held: None,
+            reading: None,
             buf: vec![0; MAX_PACKET],
             stats: stats.clone(),
         };
