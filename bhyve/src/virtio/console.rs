@@ -15,7 +15,8 @@
 //! is open: the console always, a named port while a client is connected.
 //!
 //! Bytes move without loss both ways: input waits (and the source is not
-//! read) while the guest has no receive buffer, and output waits while a
+//! read) while the guest has no receive buffer or does not have the port
+//! open (Linux discards input on a port nobody opened), and output waits while a
 //! client's socket is full (its transmit queue is not taken meanwhile).
 //! Output for a named port nobody is connected to is discarded, as a
 //! serial line nobody listens to would lose it.
@@ -170,13 +171,15 @@ impl Work {
     }
 
     /// Moves host input of port `i` into its receive queue while both
-    /// have some; the source is read only while nothing waits.
+    /// have some; the source is read only while nothing waits. Only while
+    /// the guest has the port open: Linux throws away what arrives on a
+    /// port nobody in the guest has open.
     fn receive(s: &mut State, i: usize, io: &mut Io) -> Result<(), QueueError> {
         let mem = io.mem;
         let p = &mut s.ports[i];
         let q_index = rx_queue(p.id);
         let mut used = false;
-        loop {
+        while p.guest_open {
             if p.pending_in().is_empty() && !p.read_host() {
                 break;
             }

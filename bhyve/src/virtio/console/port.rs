@@ -343,8 +343,14 @@ impl Port {
             PortIo::Socket(s) => {
                 let _ = io.watch(s.listener.as_raw_fd(), token(i, Source::Listener), EventSet::IN);
                 if let Some(c) = &s.client {
+                    if self.hung_up {
+                        // Hang-ups are reported whatever is asked: what is
+                        // left is read as the guest takes it.
+                        io.unwatch(token(i, Source::Client));
+                        return;
+                    }
                     let mut ev = EventSet::empty();
-                    if self.input.is_empty() && !self.hung_up && !self.eof_in {
+                    if self.input.is_empty() && !self.eof_in && self.guest_open {
                         ev |= EventSet::IN;
                     }
                     if !self.output.is_empty() {

@@ -171,6 +171,10 @@ impl Rig {
             ],
             "the console, open; the named port, closed (no client)"
         );
+        // The guest opens both (Linux does so for the console itself).
+        self.control(0, 6, 1);
+        self.control(1, 6, 1);
+        assert!(self.messages().is_empty());
     }
 }
 
@@ -203,6 +207,22 @@ fn console_port_output_and_typed_input() {
     r.io_run(|w, io| w.notified(0, io));
     assert_eq!(r.received(0, 0), b"ls -l\n", "in order, nothing lost");
     assert!(r.irq.status() & 1 != 0);
+}
+
+#[test]
+fn input_waits_until_the_guest_opens_the_port() {
+    let mut r = Rig::new("unopened");
+    r.control(0, 0, 1);
+    r.control(1, 3, 1);
+    r.messages();
+    let mut c = UnixStream::connect(&r.path).unwrap();
+    r.io_run(|w, io| w.ready(token(1, Source::Listener), EventSet::IN, io));
+    c.write_all(b"early").unwrap();
+    r.give(4, 64);
+    r.io_run(|w, io| w.ready(token(1, Source::Client), EventSet::IN, io));
+    assert_eq!(r.rings[4].used_idx(), 0, "not open in the guest: held");
+    r.control(1, 6, 1);
+    assert_eq!(r.received(4, 0), b"early", "delivered once opened");
 }
 
 #[test]
