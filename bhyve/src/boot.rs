@@ -48,16 +48,14 @@ pub fn urandom_seeds() -> std::io::Result<Seeds> {
     Ok((rng, u64::from_le_bytes(kaslr)))
 }
 
-/// If bhyveload left its boot parameters at the top of RAM, replaces them
-/// with the device tree of the VM `p` with `devices` and returns the tree's address (for
-/// vCPU 0's x0); else leaves memory as it is and returns `None`. `seeds` is
-/// called only when a tree is built.
-pub fn install_device_tree(
-    mem: &impl Memory,
-    p: &Platform,
-    devices: &[Placement],
-    seeds: impl FnOnce() -> std::io::Result<Seeds>,
-) -> Result<Option<u64>, Error> {
+/// The kernel command line bhyveload left at the top of RAM, if it left
+/// its boot parameters there (read only: nothing changes).
+pub fn boot_cmdline(mem: &impl Memory, p: &Platform) -> Result<Option<String>, Error> {
+    Ok(read_params(mem, p)?.map(|(_, params)| params.cmdline))
+}
+
+/// bhyveload's block and where it is, if it is there.
+fn read_params(mem: &impl Memory, p: &Platform) -> Result<Option<(u64, BootParams)>, Error> {
     if p.ram_size < DTB_MAX {
         return Ok(None);
     }
@@ -72,6 +70,20 @@ pub fn install_device_tree(
         return Ok(None);
     }
     let params = BootParams::decode(&block).ok_or(Error::BadBootParams { gpa: addr })?;
+    Ok(Some((addr, params)))
+}
+
+/// If bhyveload left its boot parameters at the top of RAM, replaces them
+/// with the device tree of the VM `p` with `devices` and returns the tree's address (for
+/// vCPU 0's x0); else leaves memory as it is and returns `None`. `seeds` is
+/// called only when a tree is built.
+pub fn install_device_tree(
+    mem: &impl Memory,
+    p: &Platform,
+    devices: &[Placement],
+    seeds: impl FnOnce() -> std::io::Result<Seeds>,
+) -> Result<Option<u64>, Error> {
+    let Some((addr, params)) = read_params(mem, p)? else { return Ok(None) };
     let (initrd_addr, initrd_len) = params.initrd;
     let initrd = match initrd_len {
         0 => None,

@@ -78,6 +78,26 @@ pub enum Error {
         /// Why.
         err: std::io::Error,
     },
+    /// A network card's tap cannot be had.
+    #[error("slot {slot}: {err}")]
+    Tap {
+        /// The card's slot.
+        slot: u32,
+        /// Why.
+        err: crate::virtio::net::tap::TapError,
+    },
+    /// A console port's socket cannot be made.
+    #[error("slot {slot}: cannot listen on '{}' for port {port}: {}", path.display(), io_words(err))]
+    Socket {
+        /// The console's slot.
+        slot: u32,
+        /// The port.
+        port: String,
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
     /// The flash banks cannot be loaded.
     #[error("flash: {0}")]
     Flash(String),

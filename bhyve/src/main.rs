@@ -27,9 +27,11 @@ use bhyve::psci::Platform;
 use bhyve::smp::{self, SignalKick};
 use bhyve::vcpu::{KernelVcpu, Machine, Stop, EXIT_ERROR};
 use bhyve::virtio::blk::backend::{FileBackend, OpenFlags};
+use bhyve::virtio::console::{self as vconsole, port::Socket, Backend as PortIo, StdioInput};
 use bhyve::virtio::mmio::MmioTransport;
+use bhyve::virtio::net::tap::Tap;
 use bhyve::virtio::wiring::{Fallback, Kernel, Wiring};
-use bhyve::virtio::{blk, p9, rng, VirtioDevice};
+use bhyve::virtio::{blk, net, p9, rng, VirtioDevice};
 use bhyve::{cli, signals};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -38,11 +40,11 @@ use std::sync::Arc;
 use vmmapi::{Errno, GuestMemory, GuestRegion, Vm, VmReg, VM_PROT_EXECUTE, VM_PROT_READ};
 
 fn main() -> ExitCode {
-    let opts = match cli::parse(std::env::args_os()) {
+    let mut opts = match cli::parse(std::env::args_os()) {
         Ok(o) => o,
         Err(exit) => return exit.report(),
     };
-    match run(&opts) {
+    match run(&mut opts) {
         Ok(Ended::Code(code)) => ExitCode::from(code),
         Ok(Ended::Signal(sig)) => signals::die_of(sig),
         Err(e) => {
@@ -70,17 +72,26 @@ struct Setup {
     mem: GuestMemory,
 }
 
-fn run(opts: &cli::Options) -> Result<Ended, Error> {
+fn run(opts: &mut cli::Options) -> Result<Ended, Error> {
     // Every file before the VM is touched: a missing disk or a bad firmware
     // changes nothing.
     let firmware = opts.bootrom.as_ref().map(Firmware::read).transpose()?;
-    let backends = open_backends(&opts.devices)?;
+    let mut backends = open_backends(&opts.devices)?;
     // Firmware needs no bhyveload: the VM is made here if need be.
     let (vm, created) = match &firmware {
         Some(_) => open_or_create(&opts.name)?,
         None => (open_vm(&opts.name)?, false),
     };
     let vm = Arc::new(vm);
+    // Where the keyboard goes: the guest's console. Firmware talks on the
+    // PL011 unless -o console=virtio says otherwise.
+    let stdio_input = if virtio_console_wanted(&vm, opts, firmware.is_some())? {
+        let input = StdioInput::new().map_err(Error::IoThread)?;
+        add_stdio_port(opts, &mut backends, &input)?;
+        Some(input)
+    } else {
+        None
+    };
     let mut made_vars = None;
     let setup = match set_up(&vm, opts, firmware, backends, &mut made_vars) {
         Ok(s) => s,
@@ -115,12 +126,15 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     })
     .map_err(Error::Signals)?
     .map_err(Error::SignalThread)?;
-    // stdio is the only console for now; another kind must be set up here.
-    let cli::ConsoleKind::Stdio = opts.console;
-    let console = Console::start(uart).map_err(Error::Console)?;
+    let input: Arc<dyn bhyve::console::ConsoleInput> = match stdio_input {
+        Some(i) => i,
+        None => uart,
+    };
+    let console = Console::start(input).map_err(Error::Console)?;
 
     let machine = Machine { bus: devices.bus(), cpus: &cpus, platform, mem: Some(&mem) };
-    let vcpus = (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some() && opts.fp_check)).collect();
+    let vcpus =
+        (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some() && opts.fp_check)).collect();
     let (stop, vcpus) = smp::run(&machine, vcpus, signals::pending, &SignalKick::new(platform.vcpus));
 
     // The terminal first, so that the lines below print as lines.
@@ -295,11 +309,50 @@ fn boot_linux(vm: &Vm, platform: &Platform, devices: &[Placement]) -> Result<(),
     Ok(())
 }
 
+/// Whether the console on stdio is a virtio-console port: `-o console=`,
+/// or without it the kernel command line bhyveload left.
+fn virtio_console_wanted(vm: &Vm, opts: &cli::Options, firmware: bool) -> Result<bool, Error> {
+    Ok(match opts.console {
+        cli::ConsoleKind::Stdio => false,
+        cli::ConsoleKind::Virtio => true,
+        cli::ConsoleKind::Auto if firmware => false,
+        cli::ConsoleKind::Auto => {
+            let ram_size = check_memory(vm, opts.mem_size)?;
+            let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
+            boot::boot_cmdline(&vm.map_memory()?, &platform)?.is_some_and(|c| cli::wants_virtio_console(&c))
+        }
+    })
+}
+
+/// Puts the stdio console port on the virtio-console of `-s` that asked
+/// for it, or on a new one in the first free slot.
+fn add_stdio_port(
+    opts: &mut cli::Options,
+    backends: &mut Vec<(u32, Backend)>,
+    input: &Arc<StdioInput>,
+) -> Result<(), Error> {
+    opts.add_stdio_console().map_err(Error::Console)?;
+    let port = PortIo::Stdio { input: input.clone(), out: Box::new(std::io::stdout()) };
+    let slot = opts
+        .devices
+        .iter()
+        .find(|d| matches!(&d.kind, DeviceKind::Console(c) if c.stdio))
+        .map(|d| d.slot)
+        .expect("add_stdio_console placed it");
+    match backends.iter_mut().find(|(s, _)| *s == slot) {
+        Some((_, Backend::Console { stdio, .. })) => *stdio = Some(port),
+        _ => backends.push((slot, Backend::Console { stdio: Some(port), named: vec![] })),
+    }
+    Ok(())
+}
+
 /// A device of the command line with what it works on, opened.
 enum Backend {
     Blk(Arc<dyn blk::backend::Backend>, blk::BlkOptions),
     Rng,
     P9(p9::Virtio9p),
+    Net(Arc<Tap>, net::Mac),
+    Console { stdio: Option<PortIo>, named: Vec<(String, PortIo)> },
 }
 
 /// Opens the disks and shares of `devices`.
@@ -323,6 +376,24 @@ fn open_backends(devices: &[DeviceSpec]) -> Result<Vec<(u32, Backend)>, Error> {
                     path: o.path.clone(),
                     err,
                 })?),
+                DeviceKind::Net(o) => {
+                    let tap = Tap::open(&o.tap).map_err(|err| Error::Tap { slot: d.slot, err })?;
+                    Backend::Net(Arc::new(tap), o.mac)
+                }
+                DeviceKind::Console(o) => {
+                    let mut named = vec![];
+                    for (name, path) in &o.ports {
+                        let s = Socket::listen(path).map_err(|err| Error::Socket {
+                            slot: d.slot,
+                            port: name.clone(),
+                            path: path.clone(),
+                            err,
+                        })?;
+                        named.push((name.clone(), PortIo::Socket(s)));
+                    }
+                    // The stdio port is added once the console is chosen.
+                    Backend::Console { stdio: None, named }
+                }
             };
             Ok((d.slot, b))
         })
@@ -355,6 +426,8 @@ fn add_virtio(vm: &Arc<Vm>, devices: &mut DeviceManager, backends: Vec<(u32, Bac
             Backend::Blk(f, o) => Box::new(blk::Blk::new(f, &o)),
             Backend::Rng => Box::new(rng::Rng::new(rng::getrandom)),
             Backend::P9(d) => Box::new(d),
+            Backend::Net(tap, mac) => Box::new(net::Net::new(tap, mac)),
+            Backend::Console { stdio, named } => Box::new(vconsole::Console::new(vconsole::ports(stdio, named))),
         };
         let p = Slot::VirtioMmio(slot).placement()?;
         let intid = p.intid().expect("a transport has an interrupt");

@@ -28,8 +28,10 @@
 
 pub mod blk;
 pub mod chain;
+pub mod console;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
 pub mod p9;
 pub mod rng;
 #[cfg(test)]
@@ -79,8 +81,9 @@ pub enum ActivateError {
     /// The I/O thread could not be started.
     #[error("cannot start the device's I/O thread: {0}")]
     Thread(std::io::Error),
-    /// What the device works on could not be opened again.
-    #[error("cannot open the device's backend: {0}")]
+    /// What the device works on failed it: it could not be opened again,
+    /// or it refused the driver's settings.
+    #[error("the device's backend failed: {0}")]
     Backend(std::io::Error),
 }
 
