@@ -176,3 +176,49 @@ cached_versions() {
 		printf '%s\n' "${d##*/}"
 	done | sort_versions
 }
+
+# keep_modules DEB REL DIR MODULE...: unpacks from the kernel package DEB
+# (release REL) the modules MODULE... and every module they depend on (as
+# their modinfo says, recursively) into DIR/lib/modules/REL, with the
+# kernel's modules.builtin, modules.builtin.modinfo and modules.order for
+# depmod; all or nothing: DIR/.done lists the modules when complete. A
+# module built into the kernel needs no file. Returns 1, saying why on
+# stderr, if a module is in neither.
+keep_modules() {
+	local deb=$1 rel=$2 dir=$3 tmp md list builtin todo have= m re path paths deps round
+	shift 3
+	[ -n "$dir" ] || { printf 'keep_modules: no directory given\n' >&2; return 1; }
+	tmp=$dir.part
+	md=./lib/modules/$rel
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	list=$(dpkg-deb --fsys-tarfile "$deb" | tar -t | grep "^$md/kernel/.*\.ko$") &&
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" "$md/modules.builtin" "$md/modules.builtin.modinfo" "$md/modules.order" ||
+		{ printf 'cannot read the modules of %s\n' "$deb" >&2; rm -rf "$tmp"; return 1; }
+	builtin=$(cat "$tmp/$md/modules.builtin")
+	todo=" $* "
+	# Each round unpacks what the last one found missing: the depth of the
+	# dependencies, a handful at most.
+	for round in 1 2 3 4 5 6 7 8; do
+		paths=()
+		for m in $todo; do
+			case " $have " in *" $m "*) continue ;; esac
+			have="$have $m"
+			# Module names have '_' where file names may have '-'.
+			re=${m//[-_]/[-_]}
+			grep -qE "(^|/)$re\.ko$" <<<"$builtin" && continue
+			path=$(grep -E "/$re\.ko$" <<<"$list" | head -1)
+			[ -n "$path" ] || { printf 'module %s is not in %s\n' "$m" "$deb" >&2; rm -rf "$tmp"; return 1; }
+			paths+=("$path")
+		done
+		[ ${#paths[@]} -gt 0 ] || break
+		dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" "${paths[@]}" || { rm -rf "$tmp"; return 1; }
+		todo=
+		for path in "${paths[@]}"; do
+			deps=$(modinfo -F depends "$tmp/$path") || { rm -rf "$tmp"; return 1; }
+			todo="$todo ${deps//,/ }"
+		done
+	done
+	[ ${#paths[@]} -eq 0 ] || { printf 'the dependencies of %s go deeper than %s levels\n' "$*" "$round" >&2; rm -rf "$tmp"; return 1; }
+	printf '%s\n' $have >"$tmp/.done"
+	rm -rf "$dir" && mv "$tmp" "$dir"
+}

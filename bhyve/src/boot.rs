@@ -48,16 +48,14 @@ pub fn urandom_seeds() -> std::io::Result<Seeds> {
     Ok((rng, u64::from_le_bytes(kaslr)))
 }
 
-/// If bhyveload left its boot parameters at the top of RAM, replaces them
-/// with the device tree of the VM `p` with `devices` and returns the tree's address (for
-/// vCPU 0's x0); else leaves memory as it is and returns `None`. `seeds` is
-/// called only when a tree is built.
-pub fn install_device_tree(
-    mem: &impl Memory,
-    p: &Platform,
-    devices: &[Placement],
-    seeds: impl FnOnce() -> std::io::Result<Seeds>,
-) -> Result<Option<u64>, Error> {
+/// The kernel command line bhyveload left at the top of RAM, if it left
+/// its boot parameters there (read only: nothing changes).
+pub fn boot_cmdline(mem: &impl Memory, p: &Platform) -> Result<Option<String>, Error> {
+    Ok(read_params(mem, p)?.map(|(_, params)| params.cmdline))
+}
+
+/// bhyveload's block and where it is, if it is there.
+fn read_params(mem: &impl Memory, p: &Platform) -> Result<Option<(u64, BootParams)>, Error> {
     if p.ram_size < DTB_MAX {
         return Ok(None);
     }
@@ -72,6 +70,20 @@ pub fn install_device_tree(
         return Ok(None);
     }
     let params = BootParams::decode(&block).ok_or(Error::BadBootParams { gpa: addr })?;
+    Ok(Some((addr, params)))
+}
+
+/// If bhyveload left its boot parameters at the top of RAM, replaces them
+/// with the device tree of the VM `p` with `devices` and returns the tree's address (for
+/// vCPU 0's x0); else leaves memory as it is and returns `None`. `seeds` is
+/// called only when a tree is built.
+pub fn install_device_tree(
+    mem: &impl Memory,
+    p: &Platform,
+    devices: &[Placement],
+    seeds: impl FnOnce() -> std::io::Result<Seeds>,
+) -> Result<Option<u64>, Error> {
+    let Some((addr, params)) = read_params(mem, p)? else { return Ok(None) };
     let (initrd_addr, initrd_len) = params.initrd;
     let initrd = match initrd_len {
         0 => None,
@@ -94,6 +106,36 @@ pub fn install_device_tree(
     let tree = create_fdt(&cfg).map_err(Error::DeviceTree)?;
     replace(mem, addr, old_len, &tree)?;
     Ok(Some(addr))
+}
+
+/// For a firmware boot: writes the device tree of the VM `p` with `devices`
+/// at the base of RAM, where QEMU puts it for the firmware it boots (EDK2's
+/// ArmVirtQemu and U-Boot's `qemu_arm64` look for it there), with no
+/// command line and no initrd. Returns its address.
+pub fn install_firmware_tree(
+    mem: &impl Memory,
+    p: &Platform,
+    devices: &[Placement],
+    seeds: impl FnOnce() -> std::io::Result<Seeds>,
+) -> Result<u64, Error> {
+    let (rng_seed, kaslr_seed) = seeds().map_err(Error::Random)?;
+    let cfg = FdtConfig {
+        ram_base: p.ram_base,
+        ram_size: p.ram_size,
+        vcpus: p.vcpus,
+        cmdline: String::new(),
+        initrd: None,
+        rng_seed,
+        kaslr_seed,
+        devices: devices.to_vec(),
+    };
+    let tree = create_fdt(&cfg).map_err(Error::DeviceTree)?;
+    mem.write_slice(&tree, GuestAddress(p.ram_base)).map_err(|_| Error::GuestMemory {
+        op: "write",
+        len: tree.len(),
+        gpa: p.ram_base,
+    })?;
+    Ok(p.ram_base)
 }
 
 /// Writes `tree` at `addr` and zeroes what is left of the `old_len` bytes

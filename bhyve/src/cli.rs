@@ -1,18 +1,22 @@
 //! bhyve's command line, in bhyve's spelling:
-//! `bhyve [-c [cpus=]N] [-m SIZE] [-o KEY=VALUE]... NAME`.
+//! `bhyve [-c [cpus=]N] [-m SIZE] [-l bootrom,FILE[,VARS]] [-o KEY=VALUE]... NAME`.
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
 use crate::virtio::blk::{BlkOptions, SectorSize};
+use crate::virtio::console::MAX_NAMED_PORTS;
+use crate::virtio::net::{tap, Mac};
+use crate::virtio::p9::{check_tag, P9Options};
 use clap::{ArgAction, Parser};
 use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::path::PathBuf;
 use vmmapi::cli;
 pub use vmmapi::cli::Exit;
 use vmmapi::size::parse_mem_size;
 
 /// One-line usage printed under every command-line error.
-pub const USAGE: &str =
-    "usage: bhyve [-c [cpus=]N] [-m SIZE] [-s SLOT,EMULATION[,CONF]]... [-o KEY=VALUE]... NAME  (see --help)";
+pub const USAGE: &str = "usage: bhyve [-c [cpus=]N] [-m SIZE] [-l bootrom,FILE[,VARS]] [-s SLOT,EMULATION[,CONF]]... \
+     [-o KEY=VALUE]... NAME  (see --help)";
 
 /// Device slots: one virtio-mmio transport each.
 pub const SLOTS: u32 = crate::layout::VIRTIO_MMIO_COUNT;
@@ -32,14 +36,49 @@ pub const MAX_VCPUS: u32 = vmm_uapi::VM_MAXCPU as u32;
                   direct: O_SYNC; nodelete: no discard; sectorsize: logical/physical sector bytes,\n    \
                   powers of two from 512 to 65536; ser: the disk's ID (20 bytes; default from the path)\n  \
                   virtio-rnd         entropy from the host's getrandom\n  \
+                  virtio-9p,SHARENAME=PATH[,ro]\n    \
+                  the host directory PATH, mounted in the guest by its tag SHARENAME (mount -t 9p\n    \
+                  -o trans=virtio,version=9p2000.L SHARENAME /mnt); the guest cannot reach outside it;\n    \
+                  ro: every change is refused (EROFS)\n  \
+                  virtio-net,TAP[,mac=xx:xx:xx:xx:xx:xx]\n    \
+                  a network card on Linux tap TAP (/dev/net/tun, with virtio-net headers and the\n    \
+                  tap's offloads); a TAP that does not exist is created, brought up, and removed\n    \
+                  when bhyve ends; one that exists is left as it was. The MAC is derived from the\n    \
+                  VM's name and the slot (locally administered; the same on every run) if not given\n  \
+                  virtio-console[,stdio][,NAME=PATH]...\n    \
+                  ports: stdio is the console port (port 0, the guest's hvc0) on bhyve's stdio;\n    \
+                  each NAME=PATH a port on a unix socket bhyve creates at PATH and listens on (one\n    \
+                  client at a time); ports 1, 2, ... in order: /dev/vport<N>p1, /dev/virtio-ports/NAME\n  \
                   hostbridge, lpc    accepted for bhyve's command lines; nothing is added\n\n\
+                  -l bootrom,FILE[,VARS]   the same as -o bootrom=FILE -o bootvars=VARS\n\
+                  -l com1,stdio            the console on stdio (the default)\n\n\
                   -o keys:\n  \
-                  console=stdio      the UART on stdin/stdout (the default, and the only one for now)\n  \
+                  console=stdio      the guest's console is the PL011 UART (ttyAMA0) on stdin/stdout\n  \
+                  console=virtio     the guest's console is a virtio-console port (hvc0) on stdin/stdout,\n                     \
+                  the device in the first free slot unless a -s virtio-console has stdio\n                     \
+                  Without console=, bhyve follows the kernel command line bhyveload left: its\n                     \
+                  last console= naming hvc0 means virtio, anything else (or no Linux) the PL011.\n                     \
+                  The PL011's output is always on stdout (for earlycon=pl011,0x9000000 and for\n                     \
+                  guests that write to it); stdin goes to the console chosen. (bhyve users know\n                     \
+                  -l com1,stdio for the UART: here the UART is always there, and -o console says\n                     \
+                  which device gets the keyboard.)\n  \
+                  bootrom=FILE       boot this firmware (EDK2's QEMU_EFI.fd or AAVMF_CODE.fd, U-Boot's\n                     \
+                  u-boot.bin) from CFI flash bank 0 at 0x0, read-only; vCPU 0 starts at 0x0 and the\n                     \
+                  device tree is at 0x40000000. The VM (and its memory, with -m) is made if needed:\n                     \
+                  no bhyveload\n  \
+                  bootvars=FILE      flash bank 1 at 0x4000000, the firmware's variables, kept in FILE\n                     \
+                  (made from the template if missing); without it they last until bhyve exits\n  \
+                  bootvars.template=FILE   the template (default: X_VARS*.fd beside an X_CODE*.fd\n                     \
+                  firmware, else an erased bank)\n  \
                   testdev            the test device at 0x0b000000\n  \
                   testdev.param=N    the test device, with PARAM reading N\n  \
+                  testdev.fpcheck=B  with the test device: check the host's FP registers across every\n                     \
+                  VM_RUN (default true; false for benchmarks)\n  \
                   pci.0.SLOT.0.device=EMULATION, pci.0.SLOT.0.KEY=VALUE\n                     \
                   the same as -s (bhyve_config(5)): keys path, ro, nocache, direct (or sync),\n                     \
-                  nodelete, sectorsize, ser; booleans true/false\n\n\
+                  nodelete, sectorsize, ser for virtio-blk; sharename, path, ro for virtio-9p;\n                     \
+                  backend, mac for virtio-net; stdio, port.NAME.path for virtio-console;\n                     \
+                  booleans true/false\n\n\
                   vCPUs: vCPU 0 starts where bhyveload left it; the others start off, each on its own\n\
                   thread, until the guest turns them on with PSCI CPU_ON. vCPU n has MPIDR Aff0 = n mod 16,\n\
                   Aff1 = n / 16.\n\n\
@@ -55,6 +94,9 @@ struct Args {
     /// Guest memory: must match the VM's (or sets it up if it has none).
     #[arg(short = 'm', value_name = "SIZE")]
     mem: Option<String>,
+    /// A boot ROM (`bootrom,FILE[,VARS]`), or the console (`com1,stdio`), in amd64 bhyve's spelling.
+    #[arg(short = 'l', value_name = "DEV,CONF", action = ArgAction::Append)]
+    lpc: Vec<String>,
     /// A device (see below); may be given more than once.
     #[arg(short = 's', value_name = "SLOT,EMULATION[,CONF]", action = ArgAction::Append)]
     slots: Vec<String>,
@@ -66,11 +108,43 @@ struct Args {
     name: String,
 }
 
-/// The console's backend.
+/// Which device is the console on bhyve's stdio (`-o console=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConsoleKind {
-    /// stdin and stdout.
+    /// Not said: the kernel command line decides ([`wants_virtio_console`]).
+    Auto,
+    /// `stdio`: the PL011.
     Stdio,
+    /// `virtio`: a virtio-console port.
+    Virtio,
+}
+
+/// Whether a kernel command line puts the console on a virtio-console
+/// port: its last `console=` names an `hvc` device.
+pub fn wants_virtio_console(cmdline: &str) -> bool {
+    cmdline
+        .split_ascii_whitespace()
+        .filter_map(|a| a.strip_prefix("console="))
+        .next_back()
+        .is_some_and(|c| c.starts_with("hvc"))
+}
+
+/// A virtio-net card's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetOptions {
+    /// The tap's name.
+    pub tap: String,
+    /// Its address, given or derived.
+    pub mac: Mac,
+}
+
+/// A virtio-console's ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsoleOptions {
+    /// A console port on bhyve's stdio.
+    pub stdio: bool,
+    /// Named ports on unix sockets, in order.
+    pub ports: Vec<(String, PathBuf)>,
 }
 
 /// A device of `-s` or `pci.*` keys.
@@ -80,6 +154,12 @@ pub enum DeviceKind {
     Blk(BlkOptions),
     /// `virtio-rnd`.
     Rng,
+    /// `virtio-9p`.
+    P9(P9Options),
+    /// `virtio-net`.
+    Net(NetOptions),
+    /// `virtio-console`.
+    Console(ConsoleOptions),
 }
 
 /// A device and its slot.
@@ -89,6 +169,17 @@ pub struct DeviceSpec {
     pub slot: u32,
     /// What it is.
     pub kind: DeviceKind,
+}
+
+/// Firmware to boot from the flash (`-o bootrom=`, `-l bootrom,`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootRom {
+    /// The firmware image, for flash bank 0.
+    pub rom: PathBuf,
+    /// The variable store's file, for flash bank 1.
+    pub vars: Option<PathBuf>,
+    /// What a missing variable store is made from.
+    pub template: Option<PathBuf>,
 }
 
 /// A parsed command line.
@@ -104,8 +195,13 @@ pub struct Options {
     pub console: ConsoleKind,
     /// With `-o testdev`: the test device's PARAM.
     pub testdev: Option<u64>,
+    /// With the test device: whether vCPU runs check the host's FP
+    /// registers (`-o testdev.fpcheck`).
+    pub fp_check: bool,
     /// The devices of `-s` and `pci.*`, by slot.
     pub devices: Vec<DeviceSpec>,
+    /// Firmware to boot, if any (else bhyveload prepared the VM).
+    pub bootrom: Option<BootRom>,
 }
 
 fn usage_error(msg: &str) -> Exit {
@@ -123,8 +219,32 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
         Some(m) => Some(parse_mem_size(m).map_err(|e| usage_error(&format!("-m {m}: {e}")))?),
         None => None,
     };
-    let mut opts =
-        Options { name: a.name, cpus, mem_size, console: ConsoleKind::Stdio, testdev: None, devices: vec![] };
+    let mut opts = Options {
+        name: a.name,
+        cpus,
+        mem_size,
+        console: ConsoleKind::Auto,
+        testdev: None,
+        fp_check: true,
+        devices: vec![],
+        bootrom: None,
+    };
+    let (mut rom, mut vars, mut template) = (None, None, None);
+    for l in &a.lpc {
+        let bad = |why: &str| usage_error(&format!("-l {l}: {why}"));
+        let mut parts = l.splitn(3, ',');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("bootrom"), Some(f), v) if !f.is_empty() && v != Some("") => {
+                rom = Some(PathBuf::from(f));
+                if let Some(v) = v {
+                    vars = Some(PathBuf::from(v));
+                }
+            }
+            (Some("bootrom"), _, _) => return Err(bad("expected bootrom,FILE[,VARSFILE]")),
+            (Some("com1"), Some("stdio"), None) => {}
+            _ => return Err(bad("only bootrom,FILE[,VARSFILE] and com1,stdio exist")),
+        }
+    }
     let mut slots = Slots::default();
     for s in &a.slots {
         slots.add_s(s).map_err(|e| usage_error(&format!("-s {s}: {e}")))?;
@@ -140,7 +260,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
         match key {
             "console" => match value {
                 Some("stdio") => opts.console = ConsoleKind::Stdio,
-                _ => return Err(bad("the console can only be 'stdio' for now")),
+                Some("virtio") => opts.console = ConsoleKind::Virtio,
+                _ => return Err(bad("the console is 'stdio' (the PL011) or 'virtio' (a virtio-console port)")),
             },
             "testdev" => {
                 testdev_on = Some(match value {
@@ -148,6 +269,12 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
                     Some(v) => parse_bool(v).ok_or_else(|| bad("expected true or false"))?,
                 })
             }
+            "testdev.fpcheck" => {
+                opts.fp_check = parse_bool(value.unwrap_or("true")).ok_or_else(|| bad("expected true or false"))?
+            }
+            "bootrom" | "lpc.bootrom" => rom = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
+            "bootvars" | "lpc.bootvars" => vars = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
+            "bootvars.template" => template = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
             "testdev.param" => {
                 let v = value.ok_or_else(|| bad("needs a value (testdev.param=N)"))?;
                 param = Some(parse_u64(v).ok_or_else(|| bad("not a number"))?);
@@ -156,7 +283,24 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
             _ => return Err(usage_error(&format!("unknown -o key '{key}'"))),
         }
     }
-    opts.devices = slots.devices().map_err(|e| usage_error(&e))?;
+    opts.devices = slots.devices(&opts.name).map_err(|e| usage_error(&e))?;
+    let stdio_ports = opts.devices.iter().filter(|d| matches!(&d.kind, DeviceKind::Console(c) if c.stdio)).count();
+    if stdio_ports > 1 {
+        return Err(usage_error("only one virtio-console can have its console on stdio"));
+    }
+    if stdio_ports == 1 {
+        match opts.console {
+            ConsoleKind::Stdio => {
+                return Err(usage_error("-o console=stdio gives stdio to the PL011: no virtio-console can have it"))
+            }
+            _ => opts.console = ConsoleKind::Virtio,
+        }
+    }
+    opts.bootrom = match (rom, vars, template) {
+        (Some(rom), vars, template) => Some(BootRom { rom, vars, template }),
+        (None, None, None) => None,
+        (None, _, _) => return Err(usage_error("bootvars needs a bootrom (-o bootrom=FILE)")),
+    };
     // A parameter for the test device asks for the device.
     if testdev_on.unwrap_or(param.is_some()) {
         opts.testdev = Some(param.unwrap_or(0));
@@ -169,6 +313,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
 struct Slots {
     /// Keys by slot, and whether the slot's device is set.
     keys: BTreeMap<u32, BTreeMap<String, String>>,
+    /// Port keys by slot, in the order they came.
+    port_order: BTreeMap<u32, Vec<String>>,
 }
 
 /// A slot number: plain, 0 to 31.
@@ -205,7 +351,47 @@ impl Slots {
                     }
                 }
             }
+            "virtio-net" => {
+                let (tap, rest) = conf.split_first().ok_or("virtio-net needs a tap (SLOT,virtio-net,TAP)")?;
+                if tap.is_empty() || tap.contains('=') {
+                    return Err("virtio-net needs a tap first (SLOT,virtio-net,TAP[,mac=MAC])".into());
+                }
+                self.set(slot, "backend", tap)?;
+                for o in rest {
+                    match o.split_once('=') {
+                        Some((k, v)) => self.set(slot, k, v)?,
+                        None => self.set(slot, o, "true")?,
+                    }
+                }
+            }
+            "virtio-console" => {
+                for o in &conf {
+                    match o.split_once('=') {
+                        Some((name, path)) => {
+                            check_port_name(name)?;
+                            self.set(slot, &format!("port.{name}.path"), path)?;
+                        }
+                        None if *o == "stdio" => self.set(slot, "stdio", "true")?,
+                        None => return Err(format!("virtio-console: '{o}' is neither stdio nor NAME=PATH")),
+                    }
+                }
+            }
             "virtio-rnd" if !conf.is_empty() => return Err("virtio-rnd takes no options".into()),
+            // As bhyve reads it: the one option with '=' is the share.
+            "virtio-9p" => {
+                let mut share = false;
+                for o in conf {
+                    match o.split_once('=') {
+                        Some(_) if share => return Err("virtio-9p takes one share (SHARENAME=PATH)".into()),
+                        Some((name, path)) => {
+                            share = true;
+                            self.set(slot, "sharename", name)?;
+                            self.set(slot, "path", path)?;
+                        }
+                        None => self.set(slot, o, "true")?,
+                    }
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -213,7 +399,7 @@ impl Slots {
 
     /// `-o pci.0.SLOT.0.KEY=VALUE`.
     fn add_key(&mut self, key: &str, value: &str) -> Result<(), String> {
-        let parts: Vec<&str> = key.split('.').collect();
+        let parts: Vec<&str> = key.splitn(5, '.').collect();
         let ["pci", bus, slot, func, k] = parts[..] else {
             return Err("expected pci.0.SLOT.0.KEY".into());
         };
@@ -226,6 +412,12 @@ impl Slots {
 
     fn set(&mut self, slot: u32, key: &str, value: &str) -> Result<(), String> {
         let keys = self.keys.entry(slot).or_default();
+        if key.starts_with("port.") {
+            if keys.contains_key(key) {
+                return Err(format!("slot {slot}: {key} is given twice"));
+            }
+            self.port_order.entry(slot).or_default().push(key.to_string());
+        }
         if key == "device" && keys.contains_key("device") {
             return Err(format!("slot {slot} is given twice"));
         }
@@ -233,14 +425,15 @@ impl Slots {
         Ok(())
     }
 
-    /// The devices the keys describe.
-    fn devices(&self) -> Result<Vec<DeviceSpec>, String> {
+    /// The devices the keys describe (VM `vm`'s: its name makes MACs).
+    fn devices(&self, vm: &str) -> Result<Vec<DeviceSpec>, String> {
         let mut out = vec![];
         for (&slot, keys) in &self.keys {
             let at = |what: String| format!("slot {slot}: {what}");
             let device = keys.get("device").ok_or_else(|| at("settings but no device (pci.0.N.0.device=)".into()))?;
             let only = |allowed: &[&str]| -> Result<(), String> {
-                match keys.keys().find(|k| k.as_str() != "device" && !allowed.contains(&k.as_str())) {
+                let port_key = |k: &str| device == "virtio-console" && port_path_key(k).is_some();
+                match keys.keys().find(|k| k.as_str() != "device" && !allowed.contains(&k.as_str()) && !port_key(k)) {
                     Some(k) => Err(at(format!("{device} has no option '{k}'"))),
                     None => Ok(()),
                 }
@@ -254,15 +447,98 @@ impl Slots {
                     only(&[])?;
                     Some(DeviceKind::Rng)
                 }
+                "virtio-9p" => {
+                    only(&["sharename", "path", "ro"])?;
+                    Some(DeviceKind::P9(p9_options(keys).map_err(at)?))
+                }
+                "virtio-net" => {
+                    only(&["backend", "mac"])?;
+                    let tap = keys
+                        .get("backend")
+                        .filter(|t| !t.is_empty())
+                        .ok_or_else(|| at("virtio-net needs a backend (a tap)".into()))?;
+                    tap::check_name(tap).map_err(|e| at(e.to_string()))?;
+                    let mac = match keys.get("mac") {
+                        Some(m) => Mac::parse(m).map_err(|e| at(format!("mac={m}: {e}")))?,
+                        None => Mac::derived(vm, slot),
+                    };
+                    Some(DeviceKind::Net(NetOptions { tap: tap.clone(), mac }))
+                }
+                "virtio-console" => {
+                    only(&["stdio"])?;
+                    let stdio = match keys.get("stdio") {
+                        None => false,
+                        Some(v) => parse_bool(v).ok_or_else(|| at(format!("stdio={v}: expected true or false")))?,
+                    };
+                    let mut ports = vec![];
+                    let order = self.port_order.get(&slot).map_or(&[][..], |v| &v[..]);
+                    for k in order {
+                        let v = &keys[k];
+                        if let Some(name) = port_path_key(k) {
+                            check_port_name(name).map_err(at)?;
+                            if v.is_empty() {
+                                return Err(at(format!("port {name} needs a socket path")));
+                            }
+                            ports.push((name.to_string(), PathBuf::from(v)));
+                        }
+                    }
+                    if ports.len() > MAX_NAMED_PORTS {
+                        return Err(at(format!("at most {MAX_NAMED_PORTS} named ports")));
+                    }
+                    if !stdio && ports.is_empty() {
+                        return Err(at("virtio-console needs a port (stdio or NAME=PATH)".into()));
+                    }
+                    Some(DeviceKind::Console(ConsoleOptions { stdio, ports }))
+                }
                 // bhyve's PCI host bridge and ISA bridge: nothing to add here.
                 "hostbridge" | "lpc" => None,
-                other => return Err(at(format!("unknown emulation '{other}' (virtio-blk, virtio-rnd)"))),
+                other => {
+                    return Err(at(format!(
+                        "unknown emulation '{other}' (virtio-blk, virtio-rnd, virtio-net, virtio-console, virtio-9p)"
+                    )))
+                }
             };
             if let Some(kind) = kind {
                 out.push(DeviceSpec { slot, kind });
             }
         }
         Ok(out)
+    }
+}
+
+/// `port.NAME.path`: NAME.
+fn port_path_key(k: &str) -> Option<&str> {
+    k.strip_prefix("port.")?.strip_suffix(".path")
+}
+
+/// A port's name: 1 to 64 of letters, digits, `_` and `-` (it becomes a
+/// file name in the guest, and a key here).
+fn check_port_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(format!("'{name}' is not a port name (1 to 64 letters, digits, '_' or '-')"));
+    }
+    Ok(())
+}
+
+impl Options {
+    /// The slot a virtio-console with the stdio console port goes in when
+    /// none was given: the first free one.
+    pub fn free_slot(&self) -> Option<u32> {
+        (0..SLOTS).find(|s| !self.devices.iter().any(|d| d.slot == *s))
+    }
+
+    /// Gives the guest its console on a virtio-console port on stdio: the
+    /// device of `-s` that has it, or a new one in the first free slot.
+    pub fn add_stdio_console(&mut self) -> Result<(), String> {
+        if self.devices.iter().any(|d| matches!(&d.kind, DeviceKind::Console(c) if c.stdio)) {
+            return Ok(());
+        }
+        let slot = self.free_slot().ok_or("no free slot for the virtio console (-o console=virtio)")?;
+        self.devices
+            .push(DeviceSpec { slot, kind: DeviceKind::Console(ConsoleOptions { stdio: true, ports: vec![] }) });
+        self.devices.sort_by_key(|d| d.slot);
+        Ok(())
     }
 }
 
@@ -296,6 +572,18 @@ fn blk_options(keys: &BTreeMap<String, String>) -> Result<BlkOptions, String> {
     })
 }
 
+/// A share's options from its keys.
+fn p9_options(keys: &BTreeMap<String, String>) -> Result<P9Options, String> {
+    let sharename = keys.get("sharename").ok_or("virtio-9p needs a share (SLOT,virtio-9p,SHARENAME=PATH)")?;
+    check_tag(sharename).map_err(|e| format!("sharename={sharename}: {e}"))?;
+    let path = keys.get("path").filter(|p| !p.is_empty()).ok_or("virtio-9p needs a path (SHARENAME=PATH)")?;
+    let read_only = match keys.get("ro") {
+        None => false,
+        Some(v) => parse_bool(v).ok_or_else(|| format!("ro={v}: expected true or false"))?,
+    };
+    Ok(P9Options { sharename: sharename.clone(), path: path.into(), read_only })
+}
+
 /// `-c N` or `-c cpus=N`.
 fn parse_cpus(s: &str) -> Result<u32, String> {
     let n = match s.split_once('=') {
@@ -311,6 +599,11 @@ fn parse_cpus(s: &str) -> Result<u32, String> {
     } else {
         Ok(n)
     }
+}
+
+/// A file name given as a value.
+fn path_value(v: Option<&str>) -> Option<PathBuf> {
+    v.filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// Decimal, or hexadecimal after `0x`.
@@ -331,201 +624,4 @@ fn parse_bool(s: &str) -> Option<bool> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(args: &[&str]) -> Result<Options, Exit> {
-        parse(std::iter::once("bhyve").chain(args.iter().copied()).map(OsString::from))
-    }
-
-    fn err(args: &[&str]) -> String {
-        p(args).unwrap_err().usage_error_line(USAGE)
-    }
-
-    #[test]
-    fn defaults() {
-        assert_eq!(
-            p(&["g"]).unwrap(),
-            Options {
-                name: "g".into(),
-                cpus: 1,
-                mem_size: None,
-                console: ConsoleKind::Stdio,
-                testdev: None,
-                devices: vec![]
-            }
-        );
-    }
-
-    #[test]
-    fn bhyve_spelling() {
-        let o = p(&["-c", "1", "-m", "64M", "-o", "console=stdio", "g"]).unwrap();
-        assert_eq!((o.cpus, o.mem_size, o.console), (1, Some(64 << 20), ConsoleKind::Stdio));
-        assert_eq!(p(&["-c", "cpus=1", "g"]).unwrap().cpus, 1);
-        assert_eq!(p(&["-c1", "-m1g", "g"]).unwrap().mem_size, Some(1 << 30));
-    }
-
-    #[test]
-    fn testdev_options() {
-        assert_eq!(p(&["-o", "testdev", "g"]).unwrap().testdev, Some(0));
-        assert_eq!(p(&["-o", "testdev.param=42", "g"]).unwrap().testdev, Some(42));
-        assert_eq!(p(&["-o", "testdev", "-o", "testdev.param=0xfeed", "g"]).unwrap().testdev, Some(0xfeed));
-        assert_eq!(p(&["-o", "testdev.param=18446744073709551615", "g"]).unwrap().testdev, Some(u64::MAX));
-        assert_eq!(p(&["-o", "testdev=true", "g"]).unwrap().testdev, Some(0));
-        assert_eq!(p(&["-o", "testdev=off", "g"]).unwrap().testdev, None);
-        assert_eq!(p(&["-o", "testdev.param=1", "-o", "testdev=false", "g"]).unwrap().testdev, None);
-    }
-
-    #[test]
-    fn bad_o_keys_are_named() {
-        assert_eq!(err(&["-o", "frob=1", "g"]), "bhyve: unknown -o key 'frob'");
-        assert_eq!(err(&["-o", "frob", "g"]), "bhyve: unknown -o key 'frob'");
-        assert_eq!(err(&["-o", "console=tcp", "g"]), "bhyve: -o console=tcp: the console can only be 'stdio' for now");
-        assert_eq!(err(&["-o", "testdev.param=x", "g"]), "bhyve: -o testdev.param=x: not a number");
-        assert_eq!(err(&["-o", "testdev.param", "g"]), "bhyve: -o testdev.param: needs a value (testdev.param=N)");
-        assert!(err(&["-o", "testdev=maybe", "g"]).contains("true or false"));
-    }
-
-    #[test]
-    fn cpu_counts() {
-        assert_eq!(p(&["-c", "2", "g"]).unwrap().cpus, 2);
-        assert_eq!(p(&["-c", "cpus=4", "g"]).unwrap().cpus, 4);
-        assert_eq!(p(&["-c32", "g"]).unwrap().cpus, 32);
-        assert_eq!(MAX_VCPUS, 32);
-        assert_eq!(err(&["-c", "33", "g"]), "bhyve: -c 33: at most 32 vCPUs (VM_MAXCPU)");
-        assert_eq!(err(&["-c", "cpus=64", "g"]), "bhyve: -c cpus=64: at most 32 vCPUs (VM_MAXCPU)");
-        assert_eq!(err(&["-c", "0", "g"]), "bhyve: -c 0: a VM needs at least 1 vCPU");
-        assert_eq!(err(&["-c", "cpus=0", "g"]), "bhyve: -c cpus=0: a VM needs at least 1 vCPU");
-        assert!(err(&["-c", "-1", "g"]).contains("-1"));
-        assert!(err(&["-c", "two", "g"]).starts_with("bhyve: -c two: 'two' is not a number"));
-        assert!(err(&["-c", "sockets=1", "g"]).contains("unknown key 'sockets'"));
-    }
-
-    #[test]
-    fn bad_flags_are_named() {
-        assert_eq!(err(&["-x", "g"]), "bhyve: unknown flag '-x'");
-        assert_eq!(err(&[]), "bhyve: missing <NAME>");
-        assert_eq!(err(&["g", "-m"]), "bhyve: flag '-m <SIZE>' needs a value");
-        assert_eq!(err(&["-m", "12x", "g"]), "bhyve: -m 12x: unknown unit 'x' (use K, M, G or T)");
-        assert_eq!(err(&["-m", "0", "g"]), "bhyve: -m 0: must not be zero");
-        assert!(err(&["g", "h"]).contains("'h'"));
-    }
-
-    fn blk(path: &str) -> BlkOptions {
-        BlkOptions { path: path.into(), ..Default::default() }
-    }
-
-    #[test]
-    fn slots_as_bhyve_spells_them() {
-        let o =
-            p(&["-s", "0,hostbridge", "-s", "31,lpc", "-s", "1,virtio-blk,/d.img", "-s", "2,virtio-rnd", "g"]).unwrap();
-        assert_eq!(
-            o.devices,
-            [
-                DeviceSpec { slot: 1, kind: DeviceKind::Blk(blk("/d.img")) },
-                DeviceSpec { slot: 2, kind: DeviceKind::Rng }
-            ]
-        );
-        let o = p(&["-s", "3,virtio-blk,/d,ro,nocache,direct,nodelete,sectorsize=4096/16384,ser=DISK7", "g"]).unwrap();
-        let want = BlkOptions {
-            path: "/d".into(),
-            read_only: true,
-            nocache: true,
-            direct: true,
-            nodelete: true,
-            sectorsize: SectorSize { logical: 4096, physical: 16384 },
-            serial: Some("DISK7".into()),
-        };
-        assert_eq!(o.devices, [DeviceSpec { slot: 3, kind: DeviceKind::Blk(want.clone()) }]);
-        let o = p(&[
-            "-o",
-            "pci.0.3.0.device=virtio-blk",
-            "-o",
-            "pci.0.3.0.path=/d",
-            "-o",
-            "pci.0.3.0.ro=true",
-            "-o",
-            "pci.0.3.0.nocache=true",
-            "-o",
-            "pci.0.3.0.sync=true",
-            "-o",
-            "pci.0.3.0.nodelete=true",
-            "-o",
-            "pci.0.3.0.sectorsize=4096/16384",
-            "-o",
-            "pci.0.3.0.ser=DISK7",
-            "g",
-        ])
-        .unwrap();
-        assert_eq!(o.devices, [DeviceSpec { slot: 3, kind: DeviceKind::Blk(want) }], "the same through keys");
-        let o = p(&["-s", "4,virtio-blk,/d", "-o", "pci.0.4.0.ro=true", "-o", "pci.0.4.0.ro=false", "g"]).unwrap();
-        assert_eq!(o.devices[0].kind, DeviceKind::Blk(blk("/d")), "a later key wins");
-        assert_eq!(
-            p(&["-s", "5,virtio-blk,/d,sectorsize=512", "g"]).unwrap().devices[0].kind,
-            DeviceKind::Blk(blk("/d"))
-        );
-    }
-
-    #[test]
-    fn slot_errors_are_named() {
-        assert_eq!(
-            err(&["-s", "1:0,virtio-blk,/d", "g"]),
-            "bhyve: -s 1:0,virtio-blk,/d: '1:0': only plain slots exist (0 to 31), no bus or function"
-        );
-        assert!(err(&["-s", "0:1:0,virtio-rnd", "g"]).contains("only plain slots exist"));
-        assert_eq!(
-            err(&["-s", "32,virtio-rnd", "g"]),
-            "bhyve: -s 32,virtio-rnd: slot 32: there are 32 slots, 0 to 31 (one virtio-mmio transport each)"
-        );
-        assert_eq!(err(&["-s", "x,virtio-rnd", "g"]), "bhyve: -s x,virtio-rnd: 'x' is not a slot number");
-        assert_eq!(err(&["-s", "1", "g"]), "bhyve: -s 1: needs an emulation (SLOT,EMULATION)");
-        assert_eq!(
-            err(&["-s", "1,virtio-rnd", "-s", "1,virtio-rnd", "g"]),
-            "bhyve: -s 1,virtio-rnd: slot 1 is given twice"
-        );
-        assert_eq!(
-            err(&["-s", "1,virtio-rnd", "-o", "pci.0.1.0.device=virtio-blk", "g"]),
-            "bhyve: -o pci.0.1.0.device=virtio-blk: slot 1 is given twice"
-        );
-        assert_eq!(
-            err(&["-s", "2,virtio-net,tap0", "g"]),
-            "bhyve: slot 2: unknown emulation 'virtio-net' (virtio-blk, virtio-rnd)"
-        );
-        assert_eq!(
-            err(&["-s", "2,virtio-blk", "g"]),
-            "bhyve: -s 2,virtio-blk: virtio-blk needs a path (SLOT,virtio-blk,PATH)"
-        );
-        assert_eq!(err(&["-s", "2,virtio-blk,/d,frob", "g"]), "bhyve: slot 2: virtio-blk has no option 'frob'");
-        assert_eq!(err(&["-s", "2,virtio-blk,/d,ro=maybe", "g"]), "bhyve: slot 2: ro=maybe: expected true or false");
-        assert_eq!(
-            err(&["-s", "2,virtio-blk,/d,sectorsize=1000", "g"]),
-            "bhyve: slot 2: sectorsize=1000: 1000 is not a power of two from 512 to 65536"
-        );
-        assert_eq!(
-            err(&["-s", "2,virtio-blk,/d,sectorsize=4096/512", "g"]),
-            "bhyve: slot 2: sectorsize=4096/512: the physical size 512 is smaller than the logical 4096"
-        );
-        assert!(err(&["-s", "2,virtio-blk,/d,sectorsize=256", "g"]).contains("256 is not a power of two from 512"));
-        assert!(err(&["-s", "2,virtio-blk,/d,ser=012345678901234567890", "g"]).contains("at most 20 printable"));
-        assert_eq!(err(&["-s", "2,virtio-rnd,x", "g"]), "bhyve: -s 2,virtio-rnd,x: virtio-rnd takes no options");
-        assert_eq!(err(&["-o", "pci.0.2.0.path=/d", "g"]), "bhyve: slot 2: settings but no device (pci.0.N.0.device=)");
-        assert_eq!(
-            err(&["-o", "pci.1.2.0.device=virtio-rnd", "g"]),
-            "bhyve: -o pci.1.2.0.device=virtio-rnd: only bus 0 and function 0 exist (plain slots 0 to 31)"
-        );
-        assert!(err(&["-o", "pci.0.2.device=virtio-rnd", "g"]).contains("expected pci.0.SLOT.0.KEY"));
-        assert!(err(&["-o", "pci.0.2.0.device=virtio-rnd", "-o", "pci.0.2.0.path=/x", "g"])
-            .contains("virtio-rnd has no option 'path'"));
-    }
-
-    #[test]
-    fn help_exits_zero_on_stdout() {
-        let e = p(&["--help"]).unwrap_err();
-        assert_eq!(e.code, 0);
-        assert!(e.out.contains("testdev.param=N") && e.out.contains("-c <[cpus=]N>"));
-        assert!(e.out.contains("1 to 32 (the kernel's VM_MAXCPU)"), "{}", e.out);
-        assert!(e.out.contains("CPU_ON, CPU_OFF, AFFINITY_INFO"));
-        assert!(e.out.contains("virtio-blk,PATH[,ro]") && e.out.contains("pci.0.SLOT.0.device"), "{}", e.out);
-        assert!(e.err.is_empty());
-    }
-}
+mod tests;

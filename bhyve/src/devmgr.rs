@@ -11,14 +11,16 @@
 
 use crate::bus::{Bus, BusDevice, BusError};
 use crate::layout::{
-    PL011_BASE, PL011_SIZE, PL011_SPI, PL031_BASE, PL031_SIZE, TESTDEV_BASE, TESTDEV_SIZE, TESTDEV_SPI,
-    VIRTIO_MMIO_BASE, VIRTIO_MMIO_COUNT, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_SPI,
+    FLASH_BASE, FLASH_SIZE, PL011_BASE, PL011_SIZE, PL011_SPI, PL031_BASE, PL031_SIZE, TESTDEV_BASE, TESTDEV_SIZE,
+    TESTDEV_SPI, VIRTIO_MMIO_BASE, VIRTIO_MMIO_COUNT, VIRTIO_MMIO_SIZE, VIRTIO_MMIO_SPI,
 };
 use std::sync::Arc;
 
 /// A place in the machine for one device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Slot {
+    /// The CFI flash's two banks (`-o bootrom`).
+    Flash,
     /// The PL011 UART, the console.
     Pl011,
     /// The PL031 real-time clock.
@@ -69,6 +71,7 @@ impl Slot {
     /// The slot's window and interrupt.
     pub fn placement(self) -> Result<Placement, PlaceError> {
         let (base, size, irq) = match self {
+            Slot::Flash => (FLASH_BASE, FLASH_SIZE, None),
             Slot::Pl011 => (PL011_BASE, PL011_SIZE, Some((PL011_SPI, Trigger::Level))),
             // bhyve's PL031 has no alarm, so no interrupt.
             Slot::Pl031 => (PL031_BASE, PL031_SIZE, None),
@@ -140,7 +143,7 @@ mod tests {
     }
 
     fn all_slots() -> Vec<Slot> {
-        let mut v = vec![Slot::Pl011, Slot::Pl031, Slot::TestDev];
+        let mut v = vec![Slot::Flash, Slot::Pl011, Slot::Pl031, Slot::TestDev];
         v.extend((0..VIRTIO_MMIO_COUNT).map(Slot::VirtioMmio));
         v
     }
@@ -152,7 +155,7 @@ mod tests {
             let p = m.add(s, Arc::new(Nothing)).unwrap_or_else(|e| panic!("{s:?}: {e}"));
             assert!(p.base + p.size <= RAM_BASE, "{s:?}");
         }
-        assert_eq!(m.placements().len(), 3 + 32);
+        assert_eq!(m.placements().len(), 4 + 32);
         let mut spis: Vec<u32> = m.placements().iter().filter_map(Placement::intid).collect();
         let n = spis.len();
         spis.sort();

@@ -67,6 +67,40 @@ pub enum Error {
         /// Why.
         err: std::io::Error,
     },
+    /// The firmware or its variable store cannot be used.
+    #[error("{0}")]
+    Firmware(#[from] crate::firmware::FirmwareError),
+    /// The variable store's file cannot be made.
+    #[error("bootvars '{}': cannot create it: {}", path.display(), io_words(err))]
+    VarsCreate {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// A network card's tap cannot be had.
+    #[error("slot {slot}: {err}")]
+    Tap {
+        /// The card's slot.
+        slot: u32,
+        /// Why.
+        err: crate::virtio::net::tap::TapError,
+    },
+    /// A console port's socket cannot be made.
+    #[error("slot {slot}: cannot listen on '{}' for port {port}: {}", path.display(), io_words(err))]
+    Socket {
+        /// The console's slot.
+        slot: u32,
+        /// The port.
+        port: String,
+        /// The socket's path.
+        path: std::path::PathBuf,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// The flash banks cannot be loaded.
+    #[error("flash: {0}")]
+    Flash(String),
     /// The devices' I/O machinery (eventfds, threads) could not be set up.
     #[error("cannot set up the virtio devices: {0}")]
     IoThread(std::io::Error),
@@ -111,6 +145,20 @@ pub enum Error {
         gpa: u64,
         /// The guest's PC.
         pc: u64,
+    },
+    /// A data abort without a syndrome (ISV=0) that bhyve cannot emulate.
+    #[error("vCPU {vcpu} stopped: data abort without a valid syndrome at {gpa:#010x}, pc {pc:#010x}: {why} (ESR {esr:#010x})")]
+    NoSyndrome {
+        /// The vCPU.
+        vcpu: i32,
+        /// The guest's PC.
+        pc: u64,
+        /// The faulting guest physical address.
+        gpa: u64,
+        /// ESR_EL2 of the exit.
+        esr: u64,
+        /// What the instruction is, or why it could not be read.
+        why: String,
     },
     /// An exit nothing could handle (`HYP`).
     #[error("{}", hyp_exit::describe(*vcpu, *pc, exit))]

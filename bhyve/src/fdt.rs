@@ -5,6 +5,7 @@
 //! ```text
 //! /                  linux,dummy-virt, "bhyve-arm64", interrupt-parent = <&gic>
 //! ├─ chosen          bootargs, stdout-path, initrd range, rng-seed, kaslr-seed
+//! ├─ flash@0         the two CFI flash banks, with -o bootrom (devices/flash.rs)
 //! ├─ memory@40000000 RAM
 //! ├─ cpus            cpu@<MPIDR affinity> each, started by PSCI
 //! ├─ psci            PSCI 1.0 over HVC (psci.rs)
@@ -117,6 +118,9 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
     fdt.property_u32("interrupt-parent", PHANDLE_GIC)?;
 
     create_chosen_node(&mut fdt, cfg)?;
+    if let Some(p) = cfg.devices.iter().find(|p| p.slot == Slot::Flash) {
+        create_flash_node(&mut fdt, p)?;
+    }
     create_memory_node(&mut fdt, cfg.ram_base, cfg.ram_size)?;
     create_cpu_nodes(&mut fdt, cfg.vcpus)?;
     create_psci_node(&mut fdt)?;
@@ -128,6 +132,8 @@ pub fn create_fdt(cfg: &FdtConfig) -> Result<Vec<u8>, FdtError> {
             Slot::Pl011 => create_serial_node(&mut fdt, p)?,
             Slot::Pl031 => create_rtc_node(&mut fdt, p)?,
             Slot::VirtioMmio(_) => create_virtio_mmio_node(&mut fdt, p)?,
+            // Written first, as QEMU does (firmware looks for it by compatible).
+            Slot::Flash => {}
             // Found by the test guests at its fixed address.
             Slot::TestDev => {}
         }
@@ -174,7 +180,10 @@ fn reg_and_interrupts(fdt: &mut FdtWriter, p: &Placement) -> Result<(), FdtError
 
 fn create_chosen_node(fdt: &mut FdtWriter, cfg: &FdtConfig) -> Result<(), FdtError> {
     let chosen = fdt.begin_node("chosen")?;
-    fdt.property_string("bootargs", &cfg.cmdline)?;
+    // Firmware boots have none: the firmware's loader passes its own.
+    if !cfg.cmdline.is_empty() {
+        fdt.property_string("bootargs", &cfg.cmdline)?;
+    }
     if let Some(uart) = cfg.devices.iter().find(|p| p.slot == Slot::Pl011) {
         fdt.property_string("stdout-path", &format!("/{}", serial_node_name(uart)))?;
     }
@@ -185,6 +194,19 @@ fn create_chosen_node(fdt: &mut FdtWriter, cfg: &FdtConfig) -> Result<(), FdtErr
     fdt.property("rng-seed", &cfg.rng_seed)?;
     fdt.property_u64("kaslr-seed", cfg.kaslr_seed)?;
     fdt.end_node(chosen)?;
+    Ok(())
+}
+
+/// The CFI flash (the `cfi-flash` binding): one node whose `reg` covers
+/// both banks, each [`BANK_SIZE`](crate::devices::flash::BANK_SIZE), on a
+/// 32-bit bus, as on QEMU `virt`.
+fn create_flash_node(fdt: &mut FdtWriter, p: &Placement) -> Result<(), FdtError> {
+    use crate::devices::flash::{BANK_SIZE, BANK_WIDTH};
+    let node = fdt.begin_node(&format!("flash@{:x}", p.base))?;
+    fdt.property_string("compatible", "cfi-flash")?;
+    fdt.property_array_u64("reg", &[p.base, BANK_SIZE, p.base + BANK_SIZE, p.size - BANK_SIZE])?;
+    fdt.property_u32("bank-width", BANK_WIDTH as u32)?;
+    fdt.end_node(node)?;
     Ok(())
 }
 

@@ -3,7 +3,9 @@
 //!
 //! ```text
 //!   0x0000_0000 +-------------------------+
-//!               | (flash, later)          |
+//!               | flash bank 0     64 MiB |  with -o bootrom: the firmware, read-only
+//!   0x0400_0000 +-------------------------+
+//!               | flash bank 1     64 MiB |  its variables (devices/flash.rs)
 //!   0x0800_0000 +-------------------------+
 //!               | GICv3 distributor 64 KiB|  in the kernel
 //!   0x0801_0000 +-------------------------+
@@ -31,14 +33,19 @@
 //!   0x0B00_1000 +-------------------------+
 //!               | (nothing)               |
 //!   0x4000_0000 +-------------------------+
-//!               | RAM             -m SIZE |
-//!               |   ...                   |
-//!               | device tree      2 MiB  |  the last 2 MiB (fdt.rs, boot.rs)
+//!               | RAM             -m SIZE |  with -o bootrom: the device tree first,
+//!               |   ...                   |  as QEMU places it for firmware
+//!               | device tree      2 MiB  |  for Linux: the last 2 MiB (fdt.rs, boot.rs)
 //!               +-------------------------+
 //! ```
 //!
 //! Which device is where is decided in one place, [`crate::devmgr`], from
 //! these constants; the device tree is written from its records.
+
+/// The CFI flash: bank 0 (the firmware) here, bank 1 (its variables) right above.
+pub const FLASH_BASE: u64 = 0;
+/// Bytes of both flash banks.
+pub const FLASH_SIZE: u64 = 2 * crate::devices::flash::BANK_SIZE;
 
 /// Start of guest RAM (the kernel module places system memory here).
 pub const RAM_BASE: u64 = vmm_uapi::VM_SYSMEM_BASE;
@@ -82,6 +89,7 @@ pub const TESTDEV_SPI: u32 = 40;
 
 // The devices sit below RAM, in this order, without overlap, the
 // redistributors counted for the most vCPUs a VM has.
+const _: () = assert!(FLASH_BASE + FLASH_SIZE <= GIC_DIST_BASE);
 const _: () = assert!(GIC_DIST_BASE == 0x0800_0000 && GIC_REDIST_BASE == 0x080A_0000);
 const _: () = assert!(GIC_DIST_BASE + GIC_DIST_SIZE <= GIC_REDIST_BASE);
 const _: () = assert!(GIC_REDIST_BASE + vmm_uapi::VM_MAXCPU as u64 * GIC_REDIST_SIZE == 0x084A_0000);

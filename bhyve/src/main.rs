@@ -1,40 +1,50 @@
-//! bhyve: run a VM that bhyveload prepared: its devices on an MMIO bus, its
+//! bhyve: run a VM that bhyveload prepared, or boot firmware from the flash
+//! (`-o bootrom=`, making the VM if needed): its devices on an MMIO bus, its
 //! console on stdio, each vCPU on a thread of its own, until the guest
 //! resets, powers off, halts or fails. Exit status: 0 reset, 1 power-off,
 //! 2 halt, 4 error (and 2 for a bad command line); a stop signal kills bhyve
 //! with that signal.
+//!
+//! Every file (disks, firmware, variable store) is opened and checked
+//! before the VM is touched; a VM this run made, and a variable store it
+//! made, are removed again if the set-up fails, so that nothing is left
+//! half-made.
 
 use bhyve::boot;
 use bhyve::cli::{DeviceKind, DeviceSpec};
 use bhyve::console::Console;
+use bhyve::devices::flash::{BankSpec, Flash, Store, BANK_SIZE};
 use bhyve::devices::irq::SpiLine;
 use bhyve::devices::pl011::Pl011;
 use bhyve::devices::pl031::{self, Pl031};
 use bhyve::devices::testdev::TestDev;
 use bhyve::devmgr::{DeviceManager, Placement, Slot};
 use bhyve::error::Error;
-use bhyve::layout::RAM_BASE;
+use bhyve::firmware::{self, FileStore, Firmware, RegionArray, VarsFile, VmMapper, BANKS, ERASED};
+use bhyve::layout::{FLASH_BASE, RAM_BASE};
 use bhyve::power::Cpus;
 use bhyve::psci::Platform;
 use bhyve::smp::{self, SignalKick};
 use bhyve::vcpu::{KernelVcpu, Machine, Stop, EXIT_ERROR};
 use bhyve::virtio::blk::backend::{FileBackend, OpenFlags};
+use bhyve::virtio::console::{self as vconsole, port::Socket, Backend as PortIo, StdioInput};
 use bhyve::virtio::mmio::MmioTransport;
+use bhyve::virtio::net::tap::Tap;
 use bhyve::virtio::wiring::{Fallback, Kernel, Wiring};
-use bhyve::virtio::{blk, rng, VirtioDevice};
+use bhyve::virtio::{blk, net, p9, rng, VirtioDevice};
 use bhyve::{cli, signals};
 use nix::sys::signal::Signal;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use vmmapi::{Errno, Vm, VmReg};
+use vmmapi::{Errno, GuestMemory, GuestRegion, Vm, VmReg, VM_PROT_EXECUTE, VM_PROT_READ};
 
 fn main() -> ExitCode {
-    let opts = match cli::parse(std::env::args_os()) {
+    let mut opts = match cli::parse(std::env::args_os()) {
         Ok(o) => o,
         Err(exit) => return exit.report(),
     };
-    match run(&opts) {
+    match run(&mut opts) {
         Ok(Ended::Code(code)) => ExitCode::from(code),
         Ok(Ended::Signal(sig)) => signals::die_of(sig),
         Err(e) => {
@@ -52,28 +62,52 @@ enum Ended {
     Signal(Signal),
 }
 
-fn run(opts: &cli::Options) -> Result<Ended, Error> {
-    // Every backend before the VM is touched: a missing disk changes nothing.
-    let backends = open_backends(&opts.devices)?;
-    let vm = Arc::new(open_vm(&opts.name)?);
-    let ram_size = check_memory(&vm, opts.mem_size)?;
-    attach_gic(&vm, opts.cpus)?;
-    let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
+/// What the set-up made, for running.
+struct Setup {
+    devices: DeviceManager,
+    uart: Arc<Pl011<SpiLine, std::io::Stdout>>,
+    testdev: Option<Arc<TestDev>>,
+    platform: Platform,
+    /// All guest memory, for emulating accesses without a syndrome.
+    mem: GuestMemory,
+}
 
-    let mut devices = DeviceManager::new();
-    let uart = Arc::new(Pl011::new(spi_of(&vm, Slot::Pl011)?, std::io::stdout()));
-    devices.add(Slot::Pl011, uart.clone())?;
-    devices.add(Slot::Pl031, Arc::new(Pl031::new(pl031::host_seconds)))?;
-    let testdev = match opts.testdev {
-        Some(param) => {
-            let dev = Arc::new(TestDev::with_irq(param, Box::new(spi_of(&vm, Slot::TestDev)?)));
-            devices.add(Slot::TestDev, dev.clone())?;
-            Some(dev)
-        }
-        None => None,
+fn run(opts: &mut cli::Options) -> Result<Ended, Error> {
+    // Every file before the VM is touched: a missing disk or a bad firmware
+    // changes nothing.
+    let firmware = opts.bootrom.as_ref().map(Firmware::read).transpose()?;
+    let mut backends = open_backends(&opts.devices)?;
+    // Firmware needs no bhyveload: the VM is made here if need be.
+    let (vm, created) = match &firmware {
+        Some(_) => open_or_create(&opts.name)?,
+        None => (open_vm(&opts.name)?, false),
     };
-    add_virtio(&vm, &mut devices, backends)?;
-    boot_linux(&vm, &platform, devices.placements())?;
+    let vm = Arc::new(vm);
+    // Where the keyboard goes: the guest's console. Firmware talks on the
+    // PL011 unless -o console=virtio says otherwise.
+    let stdio_input = if virtio_console_wanted(&vm, opts, firmware.is_some())? {
+        let input = StdioInput::new().map_err(Error::IoThread)?;
+        add_stdio_port(opts, &mut backends, &input)?;
+        Some(input)
+    } else {
+        None
+    };
+    let mut made_vars = None;
+    let setup = match set_up(&vm, opts, firmware, backends, &mut made_vars) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(p) = made_vars {
+                let _ = std::fs::remove_file(p);
+            }
+            if created {
+                if let Err(d) = Vm::destroy_name(&opts.name) {
+                    eprintln!("bhyve: (and the VM it created is left behind: {d})");
+                }
+            }
+            return Err(e);
+        }
+    };
+    let Setup { devices, uart, testdev, platform, mem } = setup;
 
     let cpus = Arc::new(Cpus::new(platform.vcpus));
     // Handlers first: a signal between raw mode and the vCPUs must still
@@ -92,12 +126,15 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
     })
     .map_err(Error::Signals)?
     .map_err(Error::SignalThread)?;
-    // stdio is the only console for now; another kind must be set up here.
-    let cli::ConsoleKind::Stdio = opts.console;
-    let console = Console::start(uart).map_err(Error::Console)?;
+    let input: Arc<dyn bhyve::console::ConsoleInput> = match stdio_input {
+        Some(i) => i,
+        None => uart,
+    };
+    let console = Console::start(input).map_err(Error::Console)?;
 
-    let machine = Machine { bus: devices.bus(), cpus: &cpus, platform };
-    let vcpus = (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some())).collect();
+    let machine = Machine { bus: devices.bus(), cpus: &cpus, platform, mem: Some(&mem) };
+    let vcpus =
+        (0..platform.vcpus).map(|id| KernelVcpu::new(&vm, id as i32, testdev.is_some() && opts.fp_check)).collect();
     let (stop, vcpus) = smp::run(&machine, vcpus, signals::pending, &SignalKick::new(platform.vcpus));
 
     // The terminal first, so that the lines below print as lines.
@@ -114,6 +151,138 @@ fn run(opts: &cli::Options) -> Result<Ended, Error> {
         Stop::Signal(sig) => Ended::Signal(sig),
         other => Ended::Code(other.exit_code()),
     })
+}
+
+/// Everything between opening the VM and running it: memory, GIC, devices,
+/// the firmware's flash or bhyveload's boot parameters, the device tree.
+fn set_up(
+    vm: &Arc<Vm>,
+    opts: &cli::Options,
+    firmware: Option<Firmware>,
+    backends: Vec<(u32, Backend)>,
+    made_vars: &mut Option<PathBuf>,
+) -> Result<Setup, Error> {
+    if firmware.is_some() {
+        // A VM that ran before boots afresh, as bhyveload makes it for kernels.
+        vm.reinit()?;
+    }
+    let ram_size = check_memory(vm, opts.mem_size)?;
+    attach_gic(vm, opts.cpus)?;
+    let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
+
+    let mut devices = DeviceManager::new();
+    let mut regions = vec![];
+    let booting_firmware = firmware.is_some();
+    if let Some(fw) = firmware {
+        let flash = install_flash(vm, fw, made_vars, &mut regions)?;
+        devices.add(Slot::Flash, Arc::new(flash))?;
+    }
+    let uart = Arc::new(Pl011::new(spi_of(vm, Slot::Pl011)?, std::io::stdout()));
+    devices.add(Slot::Pl011, uart.clone())?;
+    devices.add(Slot::Pl031, Arc::new(Pl031::new(pl031::host_seconds)))?;
+    let testdev = match opts.testdev {
+        Some(param) => {
+            let dev = Arc::new(TestDev::with_irq(param, Box::new(spi_of(vm, Slot::TestDev)?)));
+            devices.add(Slot::TestDev, dev.clone())?;
+            Some(dev)
+        }
+        None => None,
+    };
+    add_virtio(vm, &mut devices, backends)?;
+    regions.push(vm.map_region(RAM_BASE, ram_size)?);
+    let mem = GuestMemory::from_regions(regions).map_err(|e| Error::Flash(format!("guest memory: {e}")))?;
+    if booting_firmware {
+        boot::install_firmware_tree(&mem, &platform, devices.placements(), boot::urandom_seeds)?;
+        start_firmware(vm)?;
+    } else {
+        boot_linux(vm, &platform, devices.placements())?;
+    }
+    Ok(Setup { devices, uart, testdev, platform, mem })
+}
+
+/// Gives the VM its flash: each bank's segment made (once) and mapped
+/// read-only in read-array mode, loaded with the firmware and the
+/// variable store (whose file is made now if it is missing), and the
+/// device that switches the banks between modes. Each bank is also added
+/// to `regions`, the guest memory bhyve reads instructions and tables from.
+fn install_flash(
+    vm: &Arc<Vm>,
+    fw: Firmware,
+    made_vars: &mut Option<PathBuf>,
+    regions: &mut Vec<GuestRegion>,
+) -> Result<Flash, Error> {
+    let rx = VM_PROT_READ | VM_PROT_EXECUTE;
+    let mut arrays = vec![];
+    for (bank, &(segid, name)) in BANKS.iter().enumerate() {
+        let gpa = FLASH_BASE + bank as u64 * BANK_SIZE;
+        let fresh = vm.memseg_len(segid)?.is_none();
+        if fresh {
+            vm.alloc_memseg(segid, BANK_SIZE, name)?;
+        }
+        // Read-array mode, whatever a bhyve before this one left.
+        match vm.memory_maps()?.iter().find(|m| m.segid == segid) {
+            Some(m) if m.gpa == gpa && m.prot == rx => {}
+            Some(m) => {
+                vm.munmap_memseg(m.gpa, m.len)?;
+                vm.mmap_memseg(gpa, segid, BANK_SIZE, rx)?;
+            }
+            None => vm.mmap_memseg(gpa, segid, BANK_SIZE, rx)?,
+        }
+        let region = vm.map_region(gpa, BANK_SIZE)?;
+        let (bytes, fill) = if bank == 0 { (&fw.rom, 0) } else { (&fw.vars.bytes, ERASED) };
+        firmware::load_bank(&region, bytes, fill, fresh).map_err(Error::Flash)?;
+        arrays.push(RegionArray(region));
+        regions.push(vm.map_region(gpa, BANK_SIZE)?);
+    }
+    let store: Option<Box<dyn Store>> = match fw.vars.file {
+        VarsFile::None => None,
+        VarsFile::Open(f) => Some(Box::new(FileStore::new(f).map_err(|e| Error::Flash(e.to_string()))?)),
+        VarsFile::Create(path) => {
+            let f = firmware::create_store(&path, &fw.vars.bytes)
+                .map_err(|err| Error::VarsCreate { path: path.clone(), err })?;
+            *made_vars = Some(path);
+            Some(Box::new(FileStore::new(f).map_err(|e| Error::Flash(e.to_string()))?))
+        }
+    };
+    let mut arrays = arrays.into_iter();
+    let (Some(rom), Some(vars)) = (arrays.next(), arrays.next()) else {
+        return Err(Error::Flash("two banks expected".into()));
+    };
+    Ok(Flash::new(
+        [
+            BankSpec { array: Box::new(rom), store: None, read_only: true },
+            BankSpec { array: Box::new(vars), store, read_only: false },
+        ],
+        Box::new(VmMapper(vm.clone())),
+    ))
+}
+
+/// vCPU 0 at the flash's first instruction, from reset (EL1h, interrupts
+/// masked, MMU and caches off), as a CPU comes out of reset on QEMU `virt`.
+fn start_firmware(vm: &Vm) -> Result<(), Error> {
+    let v = vm.vcpu(0);
+    v.activate()?;
+    v.set_register(VmReg::PC, FLASH_BASE)?;
+    Ok(())
+}
+
+/// Opens the VM, making it first if it does not exist. Says whether this
+/// run made it.
+fn open_or_create(name: &str) -> Result<(Vm, bool), Error> {
+    let created = match Vm::create(name) {
+        Ok(()) => true,
+        Err(e) if e.errno() == Errno::EEXIST => false,
+        Err(e) => return Err(e.into()),
+    };
+    match open_vm(name) {
+        Ok(vm) => Ok((vm, created)),
+        Err(e) => {
+            if created {
+                let _ = Vm::destroy_name(name);
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Gives the guest its GICv3 (in the kernel) with a redistributor per
@@ -140,13 +309,53 @@ fn boot_linux(vm: &Vm, platform: &Platform, devices: &[Placement]) -> Result<(),
     Ok(())
 }
 
+/// Whether the console on stdio is a virtio-console port: `-o console=`,
+/// or without it the kernel command line bhyveload left.
+fn virtio_console_wanted(vm: &Vm, opts: &cli::Options, firmware: bool) -> Result<bool, Error> {
+    Ok(match opts.console {
+        cli::ConsoleKind::Stdio => false,
+        cli::ConsoleKind::Virtio => true,
+        cli::ConsoleKind::Auto if firmware => false,
+        cli::ConsoleKind::Auto => {
+            let ram_size = check_memory(vm, opts.mem_size)?;
+            let platform = Platform { vcpus: opts.cpus as usize, ram_base: RAM_BASE, ram_size };
+            boot::boot_cmdline(&vm.map_memory()?, &platform)?.is_some_and(|c| cli::wants_virtio_console(&c))
+        }
+    })
+}
+
+/// Puts the stdio console port on the virtio-console of `-s` that asked
+/// for it, or on a new one in the first free slot.
+fn add_stdio_port(
+    opts: &mut cli::Options,
+    backends: &mut Vec<(u32, Backend)>,
+    input: &Arc<StdioInput>,
+) -> Result<(), Error> {
+    opts.add_stdio_console().map_err(Error::Console)?;
+    let port = PortIo::Stdio { input: input.clone(), out: Box::new(std::io::stdout()) };
+    let slot = opts
+        .devices
+        .iter()
+        .find(|d| matches!(&d.kind, DeviceKind::Console(c) if c.stdio))
+        .map(|d| d.slot)
+        .expect("add_stdio_console placed it");
+    match backends.iter_mut().find(|(s, _)| *s == slot) {
+        Some((_, Backend::Console { stdio, .. })) => *stdio = Some(port),
+        _ => backends.push((slot, Backend::Console { stdio: Some(port), named: vec![] })),
+    }
+    Ok(())
+}
+
 /// A device of the command line with what it works on, opened.
 enum Backend {
     Blk(Arc<dyn blk::backend::Backend>, blk::BlkOptions),
     Rng,
+    P9(p9::Virtio9p),
+    Net(Arc<Tap>, net::Mac),
+    Console { stdio: Option<PortIo>, named: Vec<(String, PortIo)> },
 }
 
-/// Opens the disks of `devices`.
+/// Opens the disks and shares of `devices`.
 fn open_backends(devices: &[DeviceSpec]) -> Result<Vec<(u32, Backend)>, Error> {
     devices
         .iter()
@@ -162,6 +371,29 @@ fn open_backends(devices: &[DeviceSpec]) -> Result<Vec<(u32, Backend)>, Error> {
                     Backend::Blk(Arc::new(f), o.clone())
                 }
                 DeviceKind::Rng => Backend::Rng,
+                DeviceKind::P9(o) => Backend::P9(p9::Virtio9p::open(o).map_err(|err| Error::Backend {
+                    slot: d.slot,
+                    path: o.path.clone(),
+                    err,
+                })?),
+                DeviceKind::Net(o) => {
+                    let tap = Tap::open(&o.tap).map_err(|err| Error::Tap { slot: d.slot, err })?;
+                    Backend::Net(Arc::new(tap), o.mac)
+                }
+                DeviceKind::Console(o) => {
+                    let mut named = vec![];
+                    for (name, path) in &o.ports {
+                        let s = Socket::listen(path).map_err(|err| Error::Socket {
+                            slot: d.slot,
+                            port: name.clone(),
+                            path: path.clone(),
+                            err,
+                        })?;
+                        named.push((name.clone(), PortIo::Socket(s)));
+                    }
+                    // The stdio port is added once the console is chosen.
+                    Backend::Console { stdio: None, named }
+                }
             };
             Ok((d.slot, b))
         })
@@ -193,6 +425,9 @@ fn add_virtio(vm: &Arc<Vm>, devices: &mut DeviceManager, backends: Vec<(u32, Bac
         let device: Box<dyn VirtioDevice> = match b {
             Backend::Blk(f, o) => Box::new(blk::Blk::new(f, &o)),
             Backend::Rng => Box::new(rng::Rng::new(rng::getrandom)),
+            Backend::P9(d) => Box::new(d),
+            Backend::Net(tap, mac) => Box::new(net::Net::new(tap, mac)),
+            Backend::Console { stdio, named } => Box::new(vconsole::Console::new(vconsole::ports(stdio, named))),
         };
         let p = Slot::VirtioMmio(slot).placement()?;
         let intid = p.intid().expect("a transport has an interrupt");

@@ -9,13 +9,16 @@
 use crate::bus::Bus;
 use crate::error::Error;
 use crate::fpcheck::FpCheck;
+use crate::insn::{self, Failure, Registers};
 use crate::power::{Cpus, Start};
 use crate::psci::{self, Call, Platform};
 use nix::sys::signal::Signal;
-use vmmapi::{Errno, Exit, InstEmul, SuspendHow, Vm, VmExitInfo, VmReg};
+use vmm_uapi::hyp_reason;
+use vmmapi::{Errno, Exit, GuestMemory, InstEmul, SuspendHow, Vm, VmExitInfo, VmReg};
 
-/// What the loop needs of a vCPU.
-pub trait VcpuOps {
+/// What the loop needs of a vCPU (and, to emulate accesses without a
+/// syndrome, its registers).
+pub trait VcpuOps: Registers {
     /// The vCPU's number.
     fn id(&self) -> i32;
     /// The VM's name, for messages.
@@ -40,6 +43,10 @@ pub struct Machine<'a> {
     pub cpus: &'a Cpus,
     /// vCPUs and RAM.
     pub platform: Platform,
+    /// All guest memory (RAM and flash), to read the instructions of
+    /// accesses without a syndrome and the tables that map them; without
+    /// it such accesses stop the VM.
+    pub mem: Option<&'a GuestMemory>,
 }
 
 /// Why the VM stopped, which decides bhyve's exit status.
@@ -176,7 +183,16 @@ pub fn handle_exit<V: VcpuOps + ?Sized>(vcpu: &mut V, m: &Machine, info: &VmExit
         Exit::Bogus => Next::Run(None),
         Exit::InstEmul(a) => handle_mmio(m.bus, id, info.pc, &a),
         Exit::Smccc { func_id, args } => handle_psci(vcpu, m, func_id, &args),
-        Exit::Hyp(exit) => Next::Stop(Stop::Error(Error::Hyp { vcpu: id, pc: info.pc, exit })),
+        Exit::Hyp(exit) => match m.mem {
+            Some(mem) if exit.exception_nr == hyp_reason::DABT_NO_SYNDROME => {
+                match insn::emulate(vcpu, id, m.bus, mem, &exit) {
+                    Ok(()) => Next::Run(None),
+                    Err(Failure::Vmm(e)) => Next::Stop(vmm_failure(vcpu, e)),
+                    Err(Failure::Guest(e)) => Next::Stop(Stop::Error(e)),
+                }
+            }
+            _ => Next::Stop(Stop::Error(Error::Hyp { vcpu: id, pc: info.pc, exit })),
+        },
         Exit::Suspended(how) => Next::Stop(match how {
             SuspendHow::Reset => Stop::Reset,
             SuspendHow::Poweroff => Stop::PowerOff,
@@ -322,6 +338,16 @@ impl<'a> KernelVcpu<'a> {
     #[cfg(not(target_arch = "aarch64"))]
     fn run_checked(&mut self, _mmio_data: Option<u64>) -> Option<vmmapi::Result<VmExitInfo>> {
         None
+    }
+}
+
+impl Registers for KernelVcpu<'_> {
+    fn get_registers(&mut self, regs: &[VmReg]) -> vmmapi::Result<Vec<u64>> {
+        self.vm.vcpu(self.id).get_registers(regs)
+    }
+
+    fn set_registers(&mut self, regs: &[(VmReg, u64)]) -> vmmapi::Result<()> {
+        self.vm.vcpu(self.id).set_registers(regs)
     }
 }
 

@@ -1,5 +1,6 @@
 //! bhyveload's command line, in bhyve's spelling:
-//! `bhyveload -m SIZE [-k FILE] [-i FILE] [-e ARGS]... NAME`.
+//! `bhyveload -m SIZE [-k FILE] [-i FILE] [-e ARGS]... NAME`, or
+//! `bhyveload -m SIZE -d DISK [-e ARGS]... NAME`.
 //! A bad or missing flag gives one line naming it, the usage, and exit 2.
 
 use clap::Parser;
@@ -10,7 +11,7 @@ pub use vmmapi::cli::Exit;
 use vmmapi::size::parse_mem_size;
 
 /// One-line usage printed under every command-line error.
-pub const USAGE: &str = "usage: bhyveload -m SIZE [-k FILE] [-i FILE] [-e ARGS]... NAME  (see --help)";
+pub const USAGE: &str = "usage: bhyveload -m SIZE [-d DISK | -k FILE [-i FILE]] [-e ARGS]... NAME  (see --help)";
 
 /// The kernel command line when no `-e` is given: the console on the PL011.
 pub const DEFAULT_CMDLINE: &str = "console=ttyAMA0";
@@ -38,10 +39,20 @@ struct Args {
     /// the device tree.
     #[arg(short = 'i', value_name = "FILE")]
     initrd: Option<PathBuf>,
-    /// Kernel command line; several -e are joined with spaces [default:
-    /// the guest directory's cmdline file, or console=ttyAMA0].
+    /// Kernel command line; several -e are joined with spaces. With -d it
+    /// replaces the command line the disk's configuration gives [default:
+    /// the disk's, else the guest directory's cmdline file, else
+    /// console=ttyAMA0].
     #[arg(short = 'e', value_name = "ARGS")]
     cmdline: Vec<String>,
+    /// Boot what an installed disk (image or device) boots, without
+    /// firmware: its GRUB grub.cfg (the ESP's stub, /boot/grub, /grub),
+    /// else its Boot Loader Specification entries, else its extlinux.conf,
+    /// on ext2/3/4 or FAT partitions (GPT, MBR or none). The default
+    /// entry's kernel, initrd and command line are loaded as -k, -i and -e
+    /// would load them. The disk is only read.
+    #[arg(short = 'd', long = "disk", value_name = "DISK")]
+    disk: Option<PathBuf>,
     /// The VM, created if it does not exist.
     #[arg(value_name = "NAME")]
     name: String,
@@ -60,6 +71,8 @@ pub struct Command {
     pub initrd: Option<PathBuf>,
     /// The kernel command line, if given.
     pub cmdline: Option<String>,
+    /// The disk to boot from (`-d`), if given.
+    pub disk: Option<PathBuf>,
 }
 
 fn usage_error(msg: &str) -> Exit {
@@ -71,7 +84,17 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit>
     let a = Args::try_parse_from(args).map_err(|e| cli::clap_exit("bhyveload", USAGE, &e))?;
     let mem_size = parse_mem_size(&a.mem).map_err(|e| usage_error(&format!("-m {}: {e}", a.mem)))?;
     let cmdline = (!a.cmdline.is_empty()).then(|| a.cmdline.join(" "));
-    Ok(Command { name: a.name, mem_size, kernel: a.kernel, initrd: a.initrd, cmdline })
+    if a.disk.is_some() {
+        // The disk names its own kernel and initrd.
+        for (flag, given) in [("-k", a.kernel.is_some()), ("-i", a.initrd.is_some())] {
+            if given {
+                return Err(usage_error(&format!(
+                    "-d and {flag} cannot be used together: -d boots the kernel and initrd the disk names"
+                )));
+            }
+        }
+    }
+    Ok(Command { name: a.name, mem_size, kernel: a.kernel, initrd: a.initrd, cmdline, disk: a.disk })
 }
 
 #[cfg(test)]
@@ -90,11 +113,25 @@ mod tests {
     fn bhyve_spelling() {
         assert_eq!(
             p(&["-m", "64M", "-k", "Image", "g"]).unwrap(),
-            Command { name: "g".into(), mem_size: 64 << 20, kernel: Some("Image".into()), initrd: None, cmdline: None }
+            Command {
+                name: "g".into(),
+                mem_size: 64 << 20,
+                kernel: Some("Image".into()),
+                initrd: None,
+                cmdline: None,
+                disk: None
+            }
         );
         assert_eq!(
             p(&["-m512m", "guest"]).unwrap(),
-            Command { name: "guest".into(), mem_size: 512 << 20, kernel: None, initrd: None, cmdline: None }
+            Command {
+                name: "guest".into(),
+                mem_size: 512 << 20,
+                kernel: None,
+                initrd: None,
+                cmdline: None,
+                disk: None
+            }
         );
         let c =
             p(&["-m", "1G", "-k", "Image", "-i", "initrd.gz", "-e", "console=ttyAMA0 quiet", "-e", "panic=-1", "g"])
@@ -125,10 +162,22 @@ mod tests {
     }
 
     #[test]
+    fn disk_flag() {
+        let c = p(&["-m", "512M", "-d", "disk.img", "-e", "console=ttyAMA0", "g"]).unwrap();
+        assert_eq!((c.disk, c.kernel, c.cmdline.as_deref()), (Some("disk.img".into()), None, Some("console=ttyAMA0")));
+        assert_eq!(p(&["-m", "512M", "--disk", "/dev/vdb", "g"]).unwrap().disk, Some("/dev/vdb".into()));
+        assert_eq!(
+            err(&["-m", "512M", "-d", "disk.img", "-k", "Image", "g"]),
+            "bhyveload: -d and -k cannot be used together: -d boots the kernel and initrd the disk names"
+        );
+        assert!(err(&["-m", "512M", "-i", "initrd", "-d", "disk.img", "g"]).starts_with("bhyveload: -d and -i cannot"));
+    }
+
+    #[test]
     fn help_exits_zero_on_stdout() {
         let e = p(&["--help"]).unwrap_err();
         assert_eq!(e.code, 0);
-        assert!(e.out.contains("-m <SIZE>") && e.out.contains("-k <FILE>"));
+        assert!(e.out.contains("-m <SIZE>") && e.out.contains("-k <FILE>") && e.out.contains("-d, --disk <DISK>"));
         assert!(e.err.is_empty());
     }
 }

@@ -107,6 +107,18 @@ pub enum Error {
     /// A libvmmapi call failed; its message names the VM and the errno.
     #[error("{0}")]
     Vmm(#[from] vmmapi::Error),
+    /// `-d`: the disk's boot configuration could not be followed; the
+    /// message names the disk and what is missing.
+    #[error("{0}")]
+    Disk(Box<bootdisk::Error>),
+}
+
+impl From<bootdisk::Error> for Error {
+    fn from(e: bootdisk::Error) -> Self {
+        // Boxed: it names disk, file and entry, and would make every
+        // result of this crate as large.
+        Error::Disk(Box::new(e))
+    }
 }
 
 /// An I/O error in words, without Rust's "(os error N)".

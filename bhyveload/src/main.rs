@@ -12,8 +12,8 @@ mod kernel;
 use bhyveload::guestdir;
 use bhyveload::image::{self, Placement};
 use error::Error;
-use kernel::LoadedKernel;
-use std::path::{Path, PathBuf};
+use kernel::{LoadedKernel, Source};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use vmmapi::boot::BootParams;
 use vmmapi::{Errno, Vm, VmReg, VM_SYSMEM_BASE};
@@ -48,7 +48,7 @@ fn run(cmd: &cli::Command) -> Result<(), Error> {
         None => None,
     };
     let linux = match (&kernel, &boot.kernel) {
-        (Some(k), Some(path)) => linux_boot(&boot, cmd.mem_size, k, path)?,
+        (Some(k), Some(src)) => linux_boot(&boot, cmd.mem_size, k, src)?,
         _ => None,
     };
     let (vm, created) = open_or_create(&cmd.name)?;
@@ -66,24 +66,29 @@ fn run(cmd: &cli::Command) -> Result<(), Error> {
     result
 }
 
-/// What to boot: the files named on the command line, or the guest
-/// directory's where no kernel is named (see [`guestdir`]).
+/// What to boot: the files named on the command line, what the disk of
+/// `-d` boots, or the guest directory's where no kernel is named (see
+/// [`guestdir`]).
 struct Boot {
-    kernel: Option<PathBuf>,
-    initrd: Option<PathBuf>,
+    kernel: Option<Source>,
+    initrd: Option<Source>,
     cmdline: String,
 }
 
 fn choose(cmd: &cli::Command) -> Result<Boot, Error> {
     let cmdline = |dir: Option<&String>| cmd.cmdline.clone().or(dir.cloned()).unwrap_or(cli::DEFAULT_CMDLINE.into());
+    let file = |p: &Option<PathBuf>| p.clone().map(Source::File);
+    if let Some(disk) = &cmd.disk {
+        return from_disk(disk, cmd);
+    }
     if cmd.kernel.is_some() {
-        return Ok(Boot { kernel: cmd.kernel.clone(), initrd: cmd.initrd.clone(), cmdline: cmdline(None) });
+        return Ok(Boot { kernel: file(&cmd.kernel), initrd: file(&cmd.initrd), cmdline: cmdline(None) });
     }
     let dirs = guestdir::search_path(&cmd.name);
     match guestdir::find(&dirs).map_err(|e| Error::GuestDir { reason: e.to_string() })? {
         Some(g) => Ok(Boot {
-            kernel: Some(g.kernel),
-            initrd: cmd.initrd.clone().or(g.initrd),
+            kernel: Some(Source::File(g.kernel)),
+            initrd: file(&cmd.initrd.clone().or(g.initrd)),
             cmdline: cmdline(g.cmdline.as_ref()),
         }),
         None if cmd.initrd.is_some() || cmd.cmdline.is_some() => Err(Error::NoKernel { dirs }),
@@ -91,9 +96,29 @@ fn choose(cmd: &cli::Command) -> Result<Boot, Error> {
     }
 }
 
+/// What the disk of `-d` boots: its configuration's default entry, read
+/// from its file systems (see the `bootdisk` crate). `-e` replaces the
+/// command line the configuration gives, as on the other paths.
+fn from_disk(disk: &std::path::Path, cmd: &cli::Command) -> Result<Boot, Error> {
+    let plan = bootdisk::plan_file(disk, &bootdisk::Options { max_file: cmd.mem_size })?;
+    println!("bhyveload: booting {}", plan.summary());
+    for note in &plan.notes {
+        eprintln!("bhyveload: note: {note}");
+    }
+    let on = |path: &str| PathBuf::from(format!("{} partition {}:{path}", plan.disk, plan.partition));
+    let initrd = (!plan.initrd_paths.is_empty())
+        .then(|| Source::Bytes { name: on(&plan.initrd_paths.join(",")), bytes: plan.initrd.clone() });
+    Ok(Boot {
+        kernel: Some(Source::Bytes { name: on(&plan.kernel_path), bytes: plan.kernel }),
+        initrd,
+        cmdline: cmd.cmdline.clone().unwrap_or(plan.cmdline),
+    })
+}
+
 /// Reads the initrd and lays out what a Linux kernel gets besides itself;
 /// `None` for a raw binary, which gets nothing (and refuses an initrd).
-fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, path: &Path) -> Result<Option<LinuxBoot>, Error> {
+fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, src: &Source) -> Result<Option<LinuxBoot>, Error> {
+    let path = src.name();
     if !k.linux {
         return match &cmd.initrd {
             Some(_) => Err(Error::InitrdWithoutLinux { path: path.to_path_buf() }),
@@ -101,18 +126,20 @@ fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, path: &Path) -> Resul
         };
     }
     let initrd = match &cmd.initrd {
-        Some(p) => kernel::read_limited(p, mem_size)?,
+        Some(s) => s.read(mem_size)?,
         None => Vec::new(),
     };
     // More than the whole memory read: say how big the file really is.
     let read = initrd.len() as u64;
     let initrd_len = match &cmd.initrd {
-        Some(p) if read > mem_size => kernel::file_len(p, read).unwrap_or(read),
+        Some(s) if read > mem_size => s.len(read).unwrap_or(read),
         _ => read,
     };
     let layout = image::layout_linux(&k.placement, initrd_len, VM_SYSMEM_BASE, mem_size).map_err(|source| {
         match (&cmd.initrd, source) {
-            (Some(p), source @ image::ImageError::InitrdTooLarge { .. }) => Error::Initrd { path: p.clone(), source },
+            (Some(s), source @ image::ImageError::InitrdTooLarge { .. }) => {
+                Error::Initrd { path: s.name().to_path_buf(), source }
+            }
             (_, source) => Error::Kernel { path: path.to_path_buf(), source },
         }
     })?;

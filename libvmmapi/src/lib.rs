@@ -17,13 +17,14 @@ mod sys;
 mod vcpu;
 
 pub use error::{Error, Result};
-pub use memory::GuestMemory;
+pub use memory::{GuestMemory, GuestRegion};
 pub use nix::errno::Errno;
 pub use vcpu::{decode_exit, Exit, Vcpu, VmExitInfo};
 pub use vm_memory;
 pub use vmm_uapi::{
-    validate_name, HypExit, InstEmul, NameError, SuspendHow, VmReg, VmmctlHypStatus as HypStatus, VM_MAXCPU,
-    VM_MAX_NAMELEN, VM_SYSMEM_BASE,
+    validate_name, HypExit, InstEmul, NameError, SuspendHow, VmReg, VmmctlHypStatus as HypStatus, VM_BOOTROM,
+    VM_BOOTVARS, VM_MAXCPU, VM_MAX_NAMELEN, VM_PROT_ALL, VM_PROT_EXECUTE, VM_PROT_READ, VM_PROT_WRITE, VM_SYSMEM,
+    VM_SYSMEM_BASE,
 };
 
 use std::fs::{File, OpenOptions};

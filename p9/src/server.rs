@@ -21,10 +21,13 @@ pub const MAX_MSIZE: u32 = 1 << 20;
 /// The smallest msize the server accepts in Tversion (Linux's own minimum).
 pub const MIN_MSIZE: u32 = 4096;
 
-/// The reply space (`max_reply`) a device must offer for a request to be carried out: it holds
-/// any reply but Rread, Rreaddir, Rreadlink and Rgetlock, which shrink to fit or fail before
-/// changing anything. With less, the request is not executed and the reply is Rlerror(ENOBUFS).
-pub const MIN_REPLY: usize = 256;
+/// The reply space (`max_reply`) every request needs: an Rlerror. A request also needs room for
+/// the largest reply of its kind (Rwalk 9 + 13 bytes per name, Rgetattr 160, Rlopen 24, ...),
+/// except Rread, Rreaddir, Rreadlink and Rgetlock, which shrink to fit or fail before changing
+/// anything. With less, the request is not executed and the reply is Rlerror(ENOBUFS), which a
+/// device must have room for. Linux sizes its reply buffers so (on virtio since 6.1: a
+/// one-name walk gets 22 bytes).
+pub const MIN_REPLY: usize = wire::HEADER_LEN + 4;
 
 /// Most fids a session may hold. A fid cloned by a walk of no names costs no descriptor, so
 /// without a cap a guest could grow the table until the host runs out of memory; a Linux guest
@@ -117,7 +120,7 @@ impl Server {
             (_, None) => return wire::error(reply, tag, Errno::EPROTO),
         };
         let limit = max_reply.min(msize as usize);
-        if limit < MIN_REPLY {
+        if limit < reply_room(ty, body) {
             return wire::error(reply, tag, Errno::ENOBUFS);
         }
         wire::begin(reply, ty.wrapping_add(1), tag);
@@ -319,4 +322,29 @@ impl Server {
         let prefix = *self.devs.entry(dev).or_insert(next);
         ino ^ (prefix << 48)
     }
+}
+
+/// The largest reply a request of type `ty` with `body` can have, at least an Rlerror (see
+/// [`MIN_REPLY`]). Replies that shrink, or whose requests change nothing, need only that.
+fn reply_room(ty: u8, body: &[u8]) -> usize {
+    const HDR: usize = wire::HEADER_LEN;
+    const QID: usize = wire::QID_LEN;
+    let room = match ty {
+        msg::TVERSION => HDR + 4 + 2 + b"9P2000.L".len(),
+        msg::TATTACH | msg::TMKDIR | msg::TSYMLINK | msg::TMKNOD => HDR + QID,
+        // fid[4] newfid[4] nwname[2]: a walk of more names than allowed fails before changing
+        // anything.
+        msg::TWALK => {
+            let n = body.get(8..10).map_or(0, |n| usize::from(u16::from_le_bytes([n[0], n[1]])));
+            HDR + 2 + QID * n.min(MAX_WALK)
+        }
+        msg::TLOPEN | msg::TLCREATE => HDR + QID + 4,
+        // valid[8] qid mode uid gid[4 each] nlink rdev size blksize blocks[8 each], then atime
+        // mtime ctime btime[16 each] gen data_version[8 each].
+        msg::TGETATTR => HDR + 8 + QID + 3 * 4 + 5 * 8 + 4 * 16 + 2 * 8,
+        // type[4] bsize[4] blocks bfree bavail files ffree fsid[8 each] namelen[4].
+        msg::TSTATFS => HDR + 4 + 4 + 6 * 8 + 4,
+        _ => 0,
+    };
+    room.max(MIN_REPLY)
 }

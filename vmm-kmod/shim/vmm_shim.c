@@ -30,6 +30,7 @@
 #include <linux/mutex.h>
 #include <linux/ratelimit.h>
 #include <linux/sched/signal.h>
+#include <linux/sched/stat.h>
 #include <linux/slab.h>
 #include <linux/smp.h>
 #include <linux/uaccess.h>
@@ -92,6 +93,11 @@ static atomic64_t vmm_guest_pages = ATOMIC64_INIT(0);
  * Tests only (the reference kernel has no failslab): with fault_inject = N,
  * the Nth allocation of the module from then on fails, once.
  */
+/* A vCPU in WFI whose timer is due within this spins for it rather than sleep. */
+static unsigned int halt_poll_ns = 200000;
+module_param(halt_poll_ns, uint, 0644);
+MODULE_PARM_DESC(halt_poll_ns, "a vCPU in WFI whose timer is due within this many ns spins for it instead of sleeping (0: never)");
+
 static int fault_inject;
 module_param(fault_inject, int, 0644);
 MODULE_PARM_DESC(fault_inject, "tests only: make the Nth allocation from now fail, once (0: none)");
@@ -108,6 +114,23 @@ static bool vmm_fault(void)
 		n = seen;
 	}
 	return false;
+}
+
+/*
+ * Whether KVM is initialised: it then holds the misc minor of /dev/kvm
+ * (KVM_MINOR, 232), so a probe device asking for that minor gets EBUSY.
+ * Only asked on VHE hosts, where KVM and vmm would share EL2's state.
+ */
+bool vmm_shim_kvm_on(void)
+{
+	static struct miscdevice probe = { .minor = 232, .name = "vmm-kvm-probe" };
+	int ret = misc_register(&probe);
+
+	if (ret == 0) {
+		misc_deregister(&probe);
+		return false;
+	}
+	return ret == -EBUSY;
 }
 
 void vmm_shim_counters(u64 *objects, u64 *pages, u64 *guest_pages)
@@ -246,6 +269,17 @@ u64 vmm_shim_totalram_bytes(void)
 	return (u64)totalram_pages() << PAGE_SHIFT;
 }
 
+/* A vCPU spinning in WFI gives way to anything else this CPU could run. */
+bool vmm_shim_poll_should_stop(void)
+{
+	return need_resched() || signal_pending(current) || !single_task_running();
+}
+
+u32 vmm_shim_halt_poll_ns(void)
+{
+	return READ_ONCE(halt_poll_ns);
+}
+
 bool vmm_shim_signal_pending(void)
 {
 	return signal_pending(current);
@@ -257,23 +291,26 @@ void vmm_shim_cond_resched(void)
 }
 
 /*
- * Around one entry into a guest: the current task's FP/SIMD (and SVE/SME)
- * state is saved by the kernel and reloaded on return to userspace, so EL2
- * only loads and saves the guest's registers. Interrupts stay masked until
- * the guest has exited; one that arrived meanwhile is taken in
- * vmm_shim_guest_exit.
+ * Around one entry into a guest. When the guest uses FP/SIMD (fp), the
+ * current task's FP/SIMD (and SVE/SME) state is saved by the kernel and
+ * reloaded on return to userspace, so EL2 only loads and saves the guest's
+ * registers; otherwise CPTR_EL2 traps the guest's FP and the task's state
+ * stays in the registers. Interrupts stay masked until the guest has
+ * exited; one that arrived meanwhile is taken in vmm_shim_guest_exit.
  */
-u32 vmm_shim_guest_enter(void)
+u32 vmm_shim_guest_enter(bool fp)
 {
-	kernel_neon_begin();
+	if (fp)
+		kernel_neon_begin();
 	local_irq_disable();
 	return smp_processor_id();
 }
 
-void vmm_shim_guest_exit(void)
+void vmm_shim_guest_exit(bool fp)
 {
 	local_irq_enable();
-	kernel_neon_end();
+	if (fp)
+		kernel_neon_end();
 }
 
 static void vmm_kick_ipi(void *unused)
@@ -430,6 +467,20 @@ void vmm_shim_waiter_arm(void *p, u64 ns)
 	struct vmm_waiter *w = p;
 
 	hrtimer_start(&w->timer, ns_to_ktime(ns), HRTIMER_MODE_REL_PINNED_HARD);
+}
+
+bool vmm_shim_waiter_woken(void *p)
+{
+	struct vmm_waiter *w = p;
+
+	return atomic_read(&w->woken);
+}
+
+bool vmm_shim_waiter_queued(void *p)
+{
+	struct vmm_waiter *w = p;
+
+	return hrtimer_is_queued(&w->timer);
 }
 
 void vmm_shim_waiter_disarm(void *p)
@@ -786,7 +837,11 @@ static int __init vmm_init(void)
 	ret = misc_register(&vmmctl_misc);
 	if (ret)
 		goto fail;
-	pr_info("ready: EL2 held on %u CPUs, up to %u VMs\n", num_online_cpus(), max_vms);
+	if (vmm_core_vhe())
+		pr_info("ready: VHE, guests run from the kernel at EL2 on %u CPUs, up to %u VMs\n",
+			num_online_cpus(), max_vms);
+	else
+		pr_info("ready: EL2 held on %u CPUs, up to %u VMs\n", num_online_cpus(), max_vms);
 	return 0;
 fail:
 	vmm_teardown();
@@ -798,7 +853,7 @@ static void __exit vmm_exit(void)
 	misc_deregister(&vmmctl_misc);
 	vmm_teardown();
 	vmm_kick_sync();
-	pr_info("unloaded: EL2 given back to the hyp stub\n");
+	pr_info("unloaded%s\n", vmm_core_vhe() ? "" : ": EL2 given back to the hyp stub");
 }
 
 module_init(vmm_init);

@@ -181,3 +181,18 @@ fn urandom_gives_seeds() {
     let (a, b) = (urandom_seeds().unwrap(), urandom_seeds().unwrap());
     assert_ne!(a, b, "two draws of 72 random bytes differ");
 }
+
+#[test]
+fn firmware_finds_its_tree_at_the_base_of_ram() {
+    let ram = FakeRam::new(RAM, 2 * MIB as usize, 0xee);
+    let devices = [crate::devmgr::Slot::Flash.placement().unwrap(), crate::devmgr::Slot::Pl011.placement().unwrap()];
+    assert_eq!(install_firmware_tree(&*ram, &P, &devices, seeds).unwrap(), RAM);
+    let mem = ram.snapshot();
+    let fdt = fdt::Fdt::new(&mem).unwrap();
+    assert!(fdt.find_node("/flash@0").is_some());
+    assert!(fdt.chosen().bootargs().is_none(), "the firmware's loader gives the command line");
+    assert_eq!(fdt.memory().regions().next().unwrap().size, Some(512 * MIB as usize));
+    // RAM that cannot be written there: an error, not a panic.
+    let elsewhere = FakeRam::new(0x8000_0000, MIB as usize, 0);
+    assert!(install_firmware_tree(&*elsewhere, &P, &devices, seeds).is_err());
+}

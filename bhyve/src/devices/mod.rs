@@ -1,6 +1,7 @@
 //! Device models. Each takes its side effects (output, interrupt line) as type
 //! parameters, so that tests drive it with a `Vec<u8>` and a recording line.
 
+pub mod flash;
 pub mod irq;
 pub mod pl011;
 pub mod pl031;

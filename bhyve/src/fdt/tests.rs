@@ -238,8 +238,20 @@ fn thirty_two_vcpus() {
 fn no_initrd_no_initrd_properties() {
     let blob = create_fdt(&FdtConfig { initrd: None, cmdline: String::new(), ..config() }).unwrap();
     let fdt = Fdt::new(&blob).unwrap();
-    assert_eq!(prop_names(&fdt, "/chosen"), sorted(&["bootargs", "stdout-path", "rng-seed", "kaslr-seed"]));
-    assert_eq!(prop(&fdt, "/chosen", "bootargs"), b"\0", "an empty command line");
+    assert_eq!(prop_names(&fdt, "/chosen"), sorted(&["stdout-path", "rng-seed", "kaslr-seed"]), "no command line");
+}
+
+/// With the flash (a firmware boot): one node for both banks, as QEMU's.
+#[test]
+fn the_flash_as_qemu_describes_it() {
+    let mut devices = config().devices;
+    devices.push(Slot::Flash.placement().unwrap());
+    let blob = create_fdt(&FdtConfig { devices, initrd: None, cmdline: String::new(), ..config() }).unwrap();
+    let fdt = Fdt::new(&blob).unwrap();
+    assert_eq!(strings(prop(&fdt, "/flash@0", "compatible")), ["cfi-flash"]);
+    assert_eq!(u64s(prop(&fdt, "/flash@0", "reg")), [0, 64 * MIB, 64 * MIB, 64 * MIB]);
+    assert_eq!(u32_of(&fdt, "/flash@0", "bank-width"), 4);
+    assert_eq!(prop_names(&fdt, "/flash@0"), sorted(&["compatible", "reg", "bank-width"]));
 }
 
 #[test]
@@ -273,7 +285,14 @@ fn refusals() {
 fn dtc_has_no_warnings() {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let configs = [config(), FdtConfig { vcpus: 32, initrd: None, ..config() }, FdtConfig { vcpus: 1, ..config() }];
+    let mut flash = config().devices;
+    flash.push(Slot::Flash.placement().unwrap());
+    let configs = [
+        config(),
+        FdtConfig { vcpus: 32, initrd: None, ..config() },
+        FdtConfig { vcpus: 1, ..config() },
+        FdtConfig { devices: flash, cmdline: String::new(), initrd: None, ..config() },
+    ];
     for cfg in configs {
         let blob = create_fdt(&cfg).unwrap();
         let child = Command::new("dtc")

@@ -137,6 +137,16 @@ impl FakeCpu {
     }
 }
 
+// These tests never emulate an access without a syndrome (no guest memory).
+impl crate::insn::Registers for FakeCpu {
+    fn get_registers(&mut self, _: &[VmReg]) -> vmmapi::Result<Vec<u64>> {
+        Err(self.err("get registers", Errno::EIO))
+    }
+    fn set_registers(&mut self, _: &[(VmReg, u64)]) -> vmmapi::Result<()> {
+        Err(self.err("set registers", Errno::EIO))
+    }
+}
+
 impl VcpuOps for FakeCpu {
     fn id(&self) -> i32 {
         self.id
@@ -254,8 +264,12 @@ fn scenario_with(scripts: Vec<Vec<Step>>, during: impl FnOnce(&Cpus, &FakeVm) + 
     let (v, c) = (vm.clone(), cpus.clone());
     std::thread::spawn(move || {
         let bus = Bus::new();
-        let m =
-            Machine { bus: &bus, cpus: &c, platform: Platform { vcpus: n, ram_base: RAM_BASE, ram_size: RAM_SIZE } };
+        let m = Machine {
+            bus: &bus,
+            cpus: &c,
+            platform: Platform { vcpus: n, ram_base: RAM_BASE, ram_size: RAM_SIZE },
+            mem: None,
+        };
         let vcpus = scripts
             .into_iter()
             .enumerate()
@@ -488,7 +502,12 @@ fn a_panicking_vcpu_thread_stops_the_vm() {
     let vm = Arc::new(FakeVm::new(n));
     let cpus = Arc::new(Cpus::new(n));
     let bus = Bus::new();
-    let m = Machine { bus: &bus, cpus: &cpus, platform: Platform { vcpus: n, ram_base: RAM_BASE, ram_size: RAM_SIZE } };
+    let m = Machine {
+        bus: &bus,
+        cpus: &cpus,
+        platform: Platform { vcpus: n, ram_base: RAM_BASE, ram_size: RAM_SIZE },
+        mem: None,
+    };
     let scripts = vec![vec![cpu_on(1, ENTRY, 0), Step::Block], vec![Step::Panic]];
     let vcpus = scripts
         .into_iter()

@@ -35,6 +35,8 @@ struct Fake {
     suspend_fails: Option<Errno>,
     set_fails: Option<Errno>,
     signal: Rc<Cell<Option<Signal>>>,
+    /// The register file the emulation of accesses without a syndrome reads.
+    file: std::collections::HashMap<VmReg, u64>,
 }
 
 impl Fake {
@@ -49,11 +51,28 @@ impl Fake {
             suspend_fails: None,
             set_fails: None,
             signal: Rc::new(Cell::new(None)),
+            file: Default::default(),
         }
     }
 
     fn err(&self, op: &'static str, errno: Errno) -> vmmapi::Error {
         vmmapi::Error::Vcpu { name: "g".into(), vcpu: 0, op, errno }
+    }
+}
+
+impl crate::insn::Registers for Fake {
+    fn get_registers(&mut self, regs: &[VmReg]) -> vmmapi::Result<Vec<u64>> {
+        Ok(regs.iter().map(|r| self.file.get(r).copied().unwrap_or(0)).collect())
+    }
+    fn set_registers(&mut self, regs: &[(VmReg, u64)]) -> vmmapi::Result<()> {
+        if let Some(errno) = self.set_fails {
+            return Err(self.err("set registers", errno));
+        }
+        for &(r, v) in regs {
+            self.file.insert(r, v);
+            self.regs.push((r, v));
+        }
+        Ok(())
     }
 }
 
@@ -164,7 +183,7 @@ impl Rig {
     }
 
     fn m(&self) -> Machine<'_> {
-        Machine { bus: &self.bus, cpus: &self.cpus, platform: self.platform }
+        Machine { bus: &self.bus, cpus: &self.cpus, platform: self.platform, mem: None }
     }
 
     fn exit(&self, v: &mut Fake, exit: Exit) -> Next {

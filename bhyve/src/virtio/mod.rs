@@ -28,8 +28,11 @@
 
 pub mod blk;
 pub mod chain;
+pub mod console;
 pub mod interrupt;
 pub mod mmio;
+pub mod net;
+pub mod p9;
 pub mod rng;
 #[cfg(test)]
 pub mod testring;
@@ -78,6 +81,10 @@ pub enum ActivateError {
     /// The I/O thread could not be started.
     #[error("cannot start the device's I/O thread: {0}")]
     Thread(std::io::Error),
+    /// What the device works on failed it: it could not be opened again,
+    /// or it refused the driver's settings.
+    #[error("the device's backend failed: {0}")]
+    Backend(std::io::Error),
 }
 
 /// A virtio device model, apart from its transport.

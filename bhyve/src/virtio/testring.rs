@@ -38,6 +38,13 @@ impl TestRing {
         Self { mem, size, desc: BASE, avail: BASE + 0x4000, used: BASE + 0x8000, next_desc: 0, avail_idx: 0 }
     }
 
+    /// Another queue of `size` entries in the same memory, its rings at
+    /// `BASE + offset` (keep it clear of the buffers the test uses).
+    pub fn sibling(&self, size: u16, offset: u64) -> Self {
+        let b = BASE + offset;
+        Self { mem: self.mem.clone(), size, desc: b, avail: b + 0x4000, used: b + 0x8000, next_desc: 0, avail_idx: 0 }
+    }
+
     /// The device's view: a ready queue over these rings.
     pub fn queue(&self, event_idx: bool) -> virtio_queue::Queue {
         use virtio_queue::QueueT;

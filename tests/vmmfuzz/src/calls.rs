@@ -210,7 +210,7 @@ fn cpuid(rng: &mut Rng) -> i32 {
 /// One call on a VM's node (`VM_RUN` is left to [`run_call`]); its errno
 /// is the tally's `last`.
 pub fn vm_call(vm: &File, rng: &mut Rng, t: &Targets, tally: &mut Tally) {
-    match rng.below(24) {
+    match rng.below(26) {
         0 => tally.add("VM_REINIT", ioctl(vm, VM_REINIT, 0)),
         1 => {
             let s = VmSuspend { how: rng.below(8) as u32 };
@@ -226,7 +226,12 @@ pub fn vm_call(vm: &File, rng: &mut Rng, t: &Targets, tally: &mut Tally) {
             tally.add("VM_GET_MEMSEG", ioctl(vm, VM_GET_MEMSEG, t.arg(rng, &bytes(&seg))));
         }
         5 | 6 => {
-            let gpa = if rng.one_in(2) { VM_SYSMEM_BASE + (rng.below(64) << 12) } else { rng.edgy() };
+            let gpa = match rng.below(4) {
+                0 | 1 => VM_SYSMEM_BASE + (rng.below(64) << 12),
+                // Where bhyve puts its flash banks.
+                2 => rng.below(2) << 26,
+                _ => rng.edgy(),
+            };
             let m = VmMemmap {
                 gpa,
                 segid: rng.below(6) as i32 - 1,
@@ -324,6 +329,15 @@ pub fn vm_call(vm: &File, rng: &mut Rng, t: &Targets, tally: &mut Tally) {
             tally.add("VM_IRQFD", ioctl(vm, VM_IRQFD, t.arg(rng, &bytes(&f))));
         }
         22 => poke(rng, t),
+        23 | 24 => {
+            let u = match rng.below(3) {
+                // A whole mapping, as bhyve's flash banks unmap.
+                0 => VmMunmap { gpa: VM_SYSMEM_BASE, len: rng.below(64) << 12 },
+                1 => VmMunmap { gpa: rng.below(2) << 26, len: rng.below(64) << 12 },
+                _ => VmMunmap { gpa: rng.edgy(), len: rng.edgy() },
+            };
+            tally.add("VM_MUNMAP_MEMSEG", ioctl(vm, VM_MUNMAP_MEMSEG, t.arg(rng, &bytes(&u))));
+        }
         _ => raw_call(vm, rng, t, tally, b'v'),
     }
 }

@@ -16,7 +16,7 @@
 //! vmmfuzz faults [GUEST]
 //!     that life with each of the module's allocations made to fail in
 //!     turn (its fault_inject parameter): clean errnos, nothing leaked
-//! vmmfuzz openrace SECONDS
+//! vmmfuzz openrace MAX_SECONDS
 //!     opens /dev/vmm/a while another thread destroys a and creates b in its
 //!     place; fails if an open of a's path ever yields b
 //! ```
@@ -261,7 +261,7 @@ fn fuzz(a: &Args) -> ExitCode {
 fn usage(msg: &str) -> ExitCode {
     eprintln!("vmmfuzz: {msg}");
     eprintln!(
-        "usage: vmmfuzz fuzz [--seed N] [--seconds S] [--threads T] [--guest FILE] | cycles N [GUEST] | faults [GUEST] | openrace SECONDS"
+        "usage: vmmfuzz fuzz [--seed N] [--seconds S] [--threads T] [--guest FILE] | cycles N [GUEST] | faults [GUEST] | openrace MAX_SECONDS"
     );
     ExitCode::from(2)
 }
@@ -295,7 +295,7 @@ fn main() -> ExitCode {
         }
         Some("openrace") => match args.get(1).and_then(|s| s.parse().ok()) {
             Some(s) => openrace::run(Duration::from_secs(s)),
-            None => usage("openrace takes SECONDS"),
+            None => usage("openrace takes MAX_SECONDS"),
         },
         _ => usage("which test?"),
     }

@@ -11,7 +11,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use vmmapi::Vm;
 
@@ -25,17 +25,20 @@ fn make(name: &str, mem: u64) -> Result<(), vmmapi::Error> {
     Vm::open(name)?.setup_memory(mem)
 }
 
-/// Destroys and creates `a` and `b` in turn until `stop`; returns the cycles.
-fn churn(stop: &AtomicBool) -> Result<u64, vmmapi::Error> {
-    let mut n = 0;
+/// The race runs until both sides did this much (or the time given runs
+/// out): a count, not a time, so a loaded machine tests as much as an idle one.
+const ENOUGH: u64 = 200;
+
+/// Destroys and creates `a` and `b` in turn until `stop`; counts the cycles.
+fn churn(stop: &AtomicBool, cycles: &AtomicU64) -> Result<(), vmmapi::Error> {
     while !stop.load(Ordering::Relaxed) {
         Vm::destroy_name(A)?;
         make(B, B_MEM)?;
         Vm::destroy_name(B)?;
         make(A, A_MEM)?;
-        n += 1;
+        cycles.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(n)
+    Ok(())
 }
 
 /// What the opens of `a`'s path gave.
@@ -47,14 +50,17 @@ struct Opens {
     no_memory_yet: u64,
 }
 
-fn open_a(stop: &AtomicBool) -> Opens {
+fn open_a(stop: &AtomicBool, got_a: &AtomicU64) -> Opens {
     let mut o = Opens::default();
     while !stop.load(Ordering::Relaxed) {
         o.tried += 1;
         // Vm::open is what every tool does: open the path, use the descriptor.
         let Ok(vm) = Vm::open(A) else { continue };
         match vm.memory_size() {
-            Ok(Some(A_MEM)) => o.got_a += 1,
+            Ok(Some(A_MEM)) => {
+                o.got_a += 1;
+                got_a.store(o.got_a, Ordering::Relaxed);
+            }
             Ok(Some(B_MEM)) => {
                 o.got_b += 1;
                 if o.got_b == 1 {
@@ -96,7 +102,8 @@ fn stale_open() -> Result<Option<u64>, String> {
     Ok(got)
 }
 
-/// Runs the deterministic check 100 times, then the race for `time`, and reports.
+/// Runs the deterministic check 100 times, then the race until each side did
+/// `ENOUGH` (at most for `time`), and reports.
 pub fn run(time: Duration) -> ExitCode {
     let _ = Vm::destroy_name(A);
     let _ = Vm::destroy_name(B);
@@ -118,11 +125,13 @@ pub fn run(time: Duration) -> ExitCode {
         return ExitCode::from(2);
     }
     let stop = AtomicBool::new(false);
-    let (cycles, opens) = std::thread::scope(|s| {
-        let churner = s.spawn(|| churn(&stop));
-        let opener = s.spawn(|| open_a(&stop));
+    let (cycles, got_a) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (churned, opens) = std::thread::scope(|s| {
+        let churner = s.spawn(|| churn(&stop, &cycles));
+        let opener = s.spawn(|| open_a(&stop, &got_a));
         let t0 = Instant::now();
-        while t0.elapsed() < time && !churner.is_finished() {
+        let enough = || cycles.load(Ordering::Relaxed) >= ENOUGH && got_a.load(Ordering::Relaxed) >= ENOUGH;
+        while t0.elapsed() < time && !churner.is_finished() && !enough() {
             std::thread::sleep(Duration::from_millis(50));
         }
         stop.store(true, Ordering::Relaxed);
@@ -130,13 +139,11 @@ pub fn run(time: Duration) -> ExitCode {
     });
     let _ = Vm::destroy_name(A);
     let _ = Vm::destroy_name(B);
-    let cycles = match cycles {
-        Ok(n) => n,
-        Err(e) => {
-            eprintln!("vmmfuzz: create/destroy failed: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    if let Err(e) = churned {
+        eprintln!("vmmfuzz: create/destroy failed: {e}");
+        return ExitCode::from(2);
+    }
+    let cycles = cycles.load(Ordering::Relaxed);
     println!(
         "vmmfuzz: openrace: {cycles} destroy/create cycles, {} opens of /dev/vmm/{A}: {} gave {A}, {} gave {B}, {} found no memory yet, {} failed",
         opens.tried,

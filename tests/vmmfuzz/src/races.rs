@@ -1,6 +1,6 @@
 //! Races against a running guest: `VM_RUN` on one thread while others
 //! destroy, reinit, set registers, set up memory, close the descriptor or
-//! unmap; create/destroy storms on one name; `fork` with the descriptor open
+//! unmap, map and unmap a read-only segment in the guest; create/destroy storms on one name; `fork` with the descriptor open
 //! and use after the parent destroyed the VM; `kill -9` of a process in `VM_RUN`.
 
 use crate::rng::Rng;
@@ -16,6 +16,9 @@ const RACE: &str = "fzrace";
 const STORM: &str = "fzstorm";
 /// Memory of the race VM.
 const MEM: u64 = 16 << 20;
+/// The segment mapped and unmapped under the running guest, and where.
+const FLASH: i32 = vmmapi::VM_BOOTVARS;
+const FLASH_GPA: u64 = 0x0400_0000;
 
 fn errno(e: &vmmapi::Error) -> i32 {
     e.errno() as i32
@@ -88,7 +91,7 @@ fn meddler(rng: &mut Rng, stop: &AtomicBool, tally: &mut Tally) {
             held = Vm::open(RACE).ok();
         }
         let Some(vm) = held.as_ref() else { continue };
-        let r = match rng.below(10) {
+        let r = match rng.below(12) {
             0 => Vm::destroy_name(RACE),
             1 => vm.reinit(),
             2 => vm.vcpu(rng.below(2) as i32).set_register(VmReg::x(rng.below(31) as u32), rng.u64()),
@@ -110,6 +113,12 @@ fn meddler(rng: &mut Rng, stop: &AtomicBool, tally: &mut Tally) {
             }
             7 => vm.suspend(vmmapi::SuspendHow::Halt),
             8 => vm.vcpu(0).activate(),
+            // A flash bank switching modes under the running vCPU.
+            9 => match vm.memseg_len(FLASH) {
+                Ok(None) => vm.alloc_memseg(FLASH, 1 << 20, "flash"),
+                _ => vm.mmap_memseg(FLASH_GPA, FLASH, 1 << 20, vmmapi::VM_PROT_READ | vmmapi::VM_PROT_EXECUTE),
+            },
+            10 => vm.munmap_memseg(FLASH_GPA, 1 << 20),
             _ => vm.stats(0).map(|_| ()),
         };
         tally.add("race-op", r.as_ref().map_or_else(errno, |_| 0));

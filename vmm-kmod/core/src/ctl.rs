@@ -13,8 +13,8 @@ use vmm_uapi::{
     VmStatDesc, VmStats, VmSuspend, VmmctlHypStatus, VmmctlVmCreate, VmmctlVmDestroy, VMMCTL_GET_HYP_STATUS,
     VMMCTL_VM_CREATE, VMMCTL_VM_DESTROY, VM_ACTIVATE_CPU, VM_ACTIVE_CPUS, VM_ALLOC_MEMSEG, VM_ASSERT_IRQ,
     VM_ATTACH_VGIC, VM_DEASSERT_IRQ, VM_GET_CPUS, VM_GET_MEMSEG, VM_GET_REGISTER, VM_GET_REGISTER_SET, VM_IOEVENTFD,
-    VM_IRQFD, VM_MMAP_GETNEXT, VM_MMAP_MEMSEG, VM_REINIT, VM_RUN, VM_SET_REGISTER, VM_SET_REGISTER_SET, VM_STATS,
-    VM_STAT_DESC, VM_SUSPEND, VM_SUSPENDED_CPUS,
+    VM_IRQFD, VM_MMAP_GETNEXT, VM_MMAP_MEMSEG, VM_MUNMAP_MEMSEG, VM_REINIT, VM_RUN, VM_SET_REGISTER,
+    VM_SET_REGISTER_SET, VM_STATS, VM_STAT_DESC, VM_SUSPEND, VM_SUSPENDED_CPUS,
 };
 
 /// The VMs of the module.
@@ -177,6 +177,7 @@ pub fn vm_ioctl(vm: &Vm, owner: usize, cmd: u32, buf: &mut [u8]) -> Result<(), E
             write_arg(buf, &seg)
         }
         VM_MMAP_MEMSEG => vm.memory().mmap_memseg(&read_arg(buf)?),
+        VM_MUNMAP_MEMSEG => vm.munmap_memseg(&read_arg(buf)?),
         VM_MMAP_GETNEXT => {
             let m: VmMemmap = read_arg(buf)?;
             let next = vm.memory().mmap_getnext(m.gpa)?;

@@ -33,10 +33,13 @@ fn ret(r: Result<(), Errno>) -> i32 {
 /// (`[start, end)` pairs) at `ram`.
 #[no_mangle]
 pub extern "C" fn vmm_core_init(nr_cpus: u32, max_vms: u32, ram: *const [u64; 2], nr_ram: usize) -> i32 {
-    if let Err(r) = check_cpu(&Hw) {
-        klog!(Err, "cannot load: {}", r);
-        return -ENODEV.0;
-    }
+    let mode = match check_cpu(&Hw, crate::kernel::kvm_on) {
+        Ok(mode) => mode,
+        Err(r) => {
+            klog!(Err, "cannot load: {}", r);
+            return -ENODEV.0;
+        }
+    };
     if max_vms == 0 || max_vms as usize > MAX_VMS_LIMIT || VMS.lock().set_limit(max_vms as usize).is_err() {
         klog!(Err, "cannot load: max_vms={} is not within 1..={}", max_vms, MAX_VMS_LIMIT);
         return -EINVAL.0;
@@ -52,7 +55,7 @@ pub extern "C" fn vmm_core_init(nr_cpus: u32, max_vms: u32, ram: *const [u64; 2]
     // SAFETY: the shim passes an array of `nr_ram` ranges that outlives the call.
     let ranges = unsafe { core::slice::from_raw_parts(ram as *const (u64, u64), nr_ram) };
     let (blob, probe) = el2_blob();
-    let r = HYP.init(nr_cpus as usize, blob, probe, ranges, crate::arch::parange(), publish_code);
+    let r = HYP.init(mode, nr_cpus as usize, blob, probe, ranges, crate::arch::parange(), publish_code);
     if let Err(e) = r {
         klog!(Err, "cannot load: setting up EL2 failed (errno {}; EL2 code {} bytes)", e.0, blob.len());
         HYP.release();
@@ -78,6 +81,10 @@ pub extern "C" fn vmm_core_destroy_vms() {
 #[no_mangle]
 pub extern "C" fn vmm_core_cpu_online(cpu: u32) -> i32 {
     match HYP.cpu_online(&Hw, cpu as usize) {
+        Ok(()) if HYP.mode() == crate::hyp::HostMode::Vhe => {
+            klog!(Info, "cpu{} ready (the kernel's own EL2, VHE)", cpu);
+            0
+        }
         Ok(()) => {
             klog!(Info, "EL2 taken on cpu{}", cpu);
             0
@@ -93,6 +100,10 @@ pub extern "C" fn vmm_core_cpu_online(cpu: u32) -> i32 {
 #[no_mangle]
 pub extern "C" fn vmm_core_cpu_offline(cpu: u32) {
     if HYP.cpu_offline(&Hw, cpu as usize) {
+        if HYP.mode() == crate::hyp::HostMode::Vhe {
+            klog!(Info, "cpu{} offline", cpu);
+            return;
+        }
         klog!(Info, "EL2 given back on cpu{}", cpu);
     } else {
         klog!(Err, "EL2 was not given back to the hyp stub on cpu{}", cpu);
@@ -109,6 +120,12 @@ pub extern "C" fn vmm_core_cpu_pm_exit(cpu: u32) -> i32 {
             -ENODEV.0
         }
     }
+}
+
+/// Whether the host kernel runs at EL2 (VHE).
+#[no_mangle]
+pub extern "C" fn vmm_core_vhe() -> bool {
+    HYP.mode() == crate::hyp::HostMode::Vhe
 }
 
 /// Whether our EL2 answers on the calling CPU, `cpu`.

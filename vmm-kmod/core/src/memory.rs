@@ -7,11 +7,23 @@
 //! Before the guest first sees a page, it is cleaned to the point of
 //! coherency: a guest with its MMU off reads memory uncached, and must see
 //! what userspace (bhyveload) wrote through the cache.
+//!
+//! Pages live in the stage-2 tables, keyed by guest address, so a segment
+//! has a *home*: the address it was first mapped at. Unmapping it
+//! (`VM_MUNMAP_MEMSEG`, a flash bank in command mode) makes its pages
+//! invalid for the guest but keeps them, and userspace's view of them, at
+//! home; mapping it again can only be there. A page made invalid this way
+//! is cleaned again when the guest next faults it in, so what userspace
+//! wrote meanwhile (a flash program or erase) reaches a guest reading
+//! uncached.
 
 use crate::errno::{Errno, EEXIST, EINVAL, ENOENT, ENOMEM};
-use crate::mm::stage2::{Geometry, Leaf, Stage2, S2_PAGE_RAM, SW_ALLOCATED};
+use crate::mm::stage2::{s2_page, Geometry, Leaf, Stage2, SW_ALLOCATED};
 use crate::mm::{TableAlloc, PAGE_SIZE};
-use vmm_uapi::{VmMemmap, VmMemseg, VM_MAX_MEMMAPS, VM_MAX_MEMSEGS, VM_MAX_SUFFIXLEN, VM_PROT_ALL};
+use vmm_uapi::{
+    VmMemmap, VmMemseg, VmMunmap, VM_MAX_MEMMAPS, VM_MAX_MEMSEGS, VM_MAX_SUFFIXLEN, VM_PROT_ALL, VM_PROT_EXECUTE,
+    VM_PROT_READ, VM_PROT_WRITE,
+};
 
 /// Guest pages from the kernel (or a test double).
 pub trait GuestPages {
@@ -27,7 +39,22 @@ pub trait GuestPages {
 struct Memseg {
     len: u64,
     name: [u8; VM_MAX_SUFFIXLEN],
+    /// Where its pages are kept, once it was first mapped.
+    home: Option<u64>,
+    /// Mapped for the guest now.
     mapped: bool,
+}
+
+impl Memseg {
+    /// Whether its home overlaps `[gpa, end)`.
+    fn home_overlaps(&self, gpa: u64, end: u64) -> bool {
+        self.home.is_some_and(|h| gpa < h + self.len && h < end)
+    }
+
+    /// Whether its home holds `[gpa, gpa + len)` (`len` 1 for an address).
+    fn home_holds(&self, gpa: u64, len: u64) -> bool {
+        self.home.is_some_and(|h| gpa >= h && len <= self.len && gpa - h <= self.len - len)
+    }
 }
 
 /// A VM's memory.
@@ -84,7 +111,7 @@ impl VmMemory {
         if seg.len > host_limit || seg.len > self.stage2.geometry().ipa_limit() {
             return Err(ENOMEM);
         }
-        self.segs[id] = Some(Memseg { len: seg.len, name: seg.name, mapped: false });
+        self.segs[id] = Some(Memseg { len: seg.len, name: seg.name, home: None, mapped: false });
         Ok(())
     }
 
@@ -97,8 +124,9 @@ impl VmMemory {
         Ok(())
     }
 
-    /// `VM_MMAP_MEMSEG`: maps a whole segment, once, at a free, aligned
-    /// range of guest physical addresses inside the IPA space.
+    /// `VM_MMAP_MEMSEG`: maps a whole segment, readable, at a free, aligned
+    /// range of guest physical addresses inside the IPA space; a segment
+    /// mapped before, only at its home.
     pub fn mmap_memseg(&mut self, m: &VmMemmap) -> Result<(), Errno> {
         let id = usize::try_from(m.segid).map_err(|_| EINVAL)?;
         let seg = self.segs.get(id).copied().flatten().ok_or(EINVAL)?;
@@ -107,23 +135,50 @@ impl VmMemory {
         if !aligned || m.len == 0 || m.pad != 0 || m.prot & !VM_PROT_ALL != 0 || m.flags & !1 != 0 {
             return Err(EINVAL);
         }
+        // Stage 2 has no write-only or execute-only pages worth offering.
+        if m.prot & VM_PROT_READ == 0 {
+            return Err(EINVAL);
+        }
         // Pages live in the stage-2 tables keyed by guest address, so a
-        // segment is mapped exactly once, whole.
-        if m.segoff != 0 || m.len != seg.len || seg.mapped {
+        // segment is mapped whole, once at a time, always at its home.
+        if m.segoff != 0 || m.len != seg.len || seg.mapped || seg.home.is_some_and(|h| h != m.gpa) {
             return Err(EINVAL);
         }
         if end > self.stage2.geometry().ipa_limit() {
             return Err(EINVAL);
         }
-        if self.maps.iter().flatten().any(|o| m.gpa < o.gpa + o.len && o.gpa < end) {
+        let others = self.segs.iter().enumerate().filter(|(i, _)| *i != id).filter_map(|(_, s)| s.as_ref());
+        if others.clone().any(|s| s.home_overlaps(m.gpa, end)) {
             return Err(EEXIST);
         }
         let slot = self.maps.iter().position(Option::is_none).ok_or(ENOMEM)?;
         self.maps[slot] = Some(*m);
         if let Some(s) = self.segs[id].as_mut() {
             s.mapped = true;
+            s.home = Some(m.gpa);
         }
         Ok(())
+    }
+
+    /// `VM_MUNMAP_MEMSEG`: removes the guest mapping of exactly
+    /// `[gpa, gpa + len)`. Its pages stay, invalid for the guest. Returns
+    /// whether the guest had any of them mapped: then the caller must
+    /// invalidate the VM's TLB entries on every CPU before the guest may
+    /// count on them being gone.
+    pub fn munmap_memseg(&mut self, tables: &mut impl TableAlloc, u: &VmMunmap) -> Result<bool, Errno> {
+        let slot = self.maps.iter().position(|m| m.is_some_and(|m| m.gpa == u.gpa && m.len == u.len)).ok_or(EINVAL)?;
+        let Some(m) = self.maps[slot].take() else { return Err(EINVAL) };
+        if let Some(s) = usize::try_from(m.segid).ok().and_then(|id| self.segs.get_mut(id)).and_then(Option::as_mut) {
+            s.mapped = false;
+        }
+        let mut was_mapped = false;
+        self.stage2.for_each_desc_in(tables, m.gpa, m.gpa + m.len, |d| {
+            if let Leaf::Mapped(pa) = Leaf::from_desc(*d) {
+                *d = pa | SW_ALLOCATED;
+                was_mapped = true;
+            }
+        });
+        Ok(was_mapped)
     }
 
     /// `VM_MMAP_GETNEXT`: the mapping with the lowest address at or above `gpa`.
@@ -131,20 +186,34 @@ impl VmMemory {
         self.maps.iter().flatten().filter(|m| m.gpa + m.len > gpa).min_by_key(|m| m.gpa).copied().ok_or(ENOENT)
     }
 
-    /// Whether `ipa` is guest memory.
-    pub fn is_ram(&self, ipa: u64) -> bool {
-        self.maps.iter().flatten().any(|m| ipa >= m.gpa && ipa - m.gpa < m.len)
+    /// The guest mapping that holds `ipa`.
+    fn mapping(&self, ipa: u64) -> Option<&VmMemmap> {
+        self.maps.iter().flatten().find(|m| ipa >= m.gpa && ipa - m.gpa < m.len)
     }
 
-    /// Whether `[gpa, gpa + len)` overlaps guest memory.
+    /// Whether `ipa` is guest memory the guest has mapped now.
+    pub fn is_ram(&self, ipa: u64) -> bool {
+        self.mapping(ipa).is_some()
+    }
+
+    /// Whether `ipa` is guest memory the guest may read but not write
+    /// (a mapping without `VM_PROT_WRITE`).
+    pub fn is_read_only(&self, ipa: u64) -> bool {
+        self.mapping(ipa).is_some_and(|m| m.prot & VM_PROT_WRITE == 0)
+    }
+
+    /// Whether `[gpa, gpa + len)` overlaps the home of a segment, mapped
+    /// for the guest or not.
     pub fn overlaps(&self, gpa: u64, len: u64) -> bool {
         let end = gpa.saturating_add(len);
-        self.maps.iter().flatten().any(|m| gpa < m.gpa + m.len && m.gpa < end)
+        self.segs.iter().flatten().any(|s| s.home_overlaps(gpa, end))
     }
 
-    /// Whether `[gpa, gpa + len)` is inside one mapping (for userspace `mmap`).
+    /// Whether `[gpa, gpa + len)` is inside one segment's home (for
+    /// userspace `mmap`, which reaches a segment also while the guest has
+    /// it unmapped).
     pub fn is_ram_range(&self, gpa: u64, len: u64) -> bool {
-        self.maps.iter().flatten().any(|m| gpa >= m.gpa && len <= m.len && gpa - m.gpa <= m.len - len)
+        self.segs.iter().flatten().any(|s| s.home_holds(gpa, len))
     }
 
     /// Provides the page at `ipa` (allocating it on first touch) and, for
@@ -157,9 +226,14 @@ impl VmMemory {
         ipa: u64,
         who: Toucher,
     ) -> Result<u64, Errno> {
-        if !self.is_ram(ipa) {
-            return Err(EINVAL);
-        }
+        let attrs = match who {
+            Toucher::Guest => {
+                let m = self.mapping(ipa).ok_or(EINVAL)?;
+                s2_page(m.prot & VM_PROT_WRITE != 0, m.prot & VM_PROT_EXECUTE != 0)
+            }
+            Toucher::User if self.is_ram_range(ipa, 1) => 0,
+            Toucher::User => return Err(EINVAL),
+        };
         let ipa = ipa & !(PAGE_SIZE - 1);
         let entry = self.stage2.leaf_entry(tables, ipa, true).map_err(|_| ENOMEM)?.ok_or(EINVAL)?;
         // SAFETY: a live descriptor of our tables; we hold the memory lock.
@@ -177,7 +251,7 @@ impl VmMemory {
         if who == Toucher::Guest {
             pages.make_coherent(pa);
             // Invalid to valid needs no TLB maintenance.
-            *desc = pa | S2_PAGE_RAM;
+            *desc = pa | attrs;
         }
         Ok(pa)
     }
@@ -298,6 +372,61 @@ mod tests {
         m.destroy(&mut t, &mut p);
         assert!(p.live.is_empty(), "every page given back");
         assert_eq!(t.live, 0, "every table freed");
+    }
+
+    fn map_seg(segid: i32, gpa: u64, len: u64, prot: i32) -> VmMemmap {
+        VmMemmap { gpa, segid, pad: 0, segoff: 0, len, prot, flags: 0 }
+    }
+
+    #[test]
+    fn a_segment_unmapped_keeps_its_pages_at_home() {
+        let mut t = HeapAlloc::default();
+        let mut p = FakePages::default();
+        let mut m = mem(&mut t, 16 << 20);
+        let flash = VmMemseg { segid: 2, ..seg(64 << 20) };
+        m.alloc_memseg(&flash, 1 << 32).unwrap();
+        let ro = VM_PROT_READ | VM_PROT_EXECUTE;
+        assert_eq!(m.mmap_memseg(&map_seg(2, 0x0400_0000, 64 << 20, VM_PROT_WRITE)), Err(EINVAL), "unreadable");
+        assert_eq!(m.mmap_memseg(&map_seg(2, VM_SYSMEM_BASE, 64 << 20, ro)), Err(EEXIST), "over RAM");
+        m.mmap_memseg(&map_seg(2, 0x0400_0000, 64 << 20, ro)).unwrap();
+        assert!(m.is_ram(0x0400_0000) && m.is_read_only(0x0400_0000) && !m.is_read_only(VM_SYSMEM_BASE));
+        let a = 0x0400_3000;
+        let pa = m.touch(&mut t, &mut p, a, Toucher::Guest).unwrap();
+        let Some(e) = m.stage2.leaf_entry(&mut t, a, false).unwrap() else { panic!("no entry") };
+        // SAFETY: a live descriptor of the test's tables.
+        assert_eq!((unsafe { *e } >> 6) & 3, 0b01, "read-only in stage 2");
+        let ur = m.touch(&mut t, &mut p, 0x0400_5000, Toucher::User).unwrap();
+
+        // Unmapped: the guest's entry goes (TLB maintenance needed), the pages stay.
+        let un = VmMunmap { gpa: 0x0400_0000, len: 64 << 20 };
+        assert_eq!(m.munmap_memseg(&mut t, &VmMunmap { len: 4096, ..un }), Err(EINVAL), "not a whole mapping");
+        assert_eq!(m.munmap_memseg(&mut t, &un), Ok(true));
+        assert_eq!(m.munmap_memseg(&mut t, &un), Err(EINVAL), "unmapped already");
+        assert!(!m.is_ram(a) && !m.is_read_only(a), "guest accesses are MMIO now");
+        assert_eq!(m.stage2.lookup(&mut t, a), Leaf::Allocated(pa));
+        assert_eq!(m.touch(&mut t, &mut p, a, Toucher::Guest), Err(EINVAL));
+        assert_eq!(m.touch(&mut t, &mut p, a, Toucher::User), Ok(pa), "userspace still reaches it");
+        assert!(m.is_ram_range(0x0400_0000, 64 << 20) && m.overlaps(0x07ff_f000, 4096));
+        assert_eq!(m.mmap_getnext(0).unwrap().gpa, VM_SYSMEM_BASE, "not listed while unmapped");
+        // A segment lives at home: not elsewhere, and nothing else goes there.
+        assert_eq!(m.mmap_memseg(&map_seg(2, 0x1_0000_0000, 64 << 20, ro)), Err(EINVAL));
+        m.alloc_memseg(&VmMemseg { segid: 3, ..seg(4096) }, 1 << 32).unwrap();
+        assert_eq!(m.mmap_memseg(&map_seg(3, 0x0400_0000, 4096, VM_PROT_ALL)), Err(EEXIST));
+
+        // Mapped again: the same pages, made coherent again as the guest comes back.
+        m.mmap_memseg(&map_seg(2, 0x0400_0000, 64 << 20, ro)).unwrap();
+        let cleaned = p.coherent.len();
+        assert_eq!(m.touch(&mut t, &mut p, a, Toucher::Guest), Ok(pa));
+        assert_eq!(m.touch(&mut t, &mut p, 0x0400_5000, Toucher::Guest), Ok(ur));
+        assert_eq!(p.coherent.len(), cleaned + 2);
+        // Unmapping what the guest never touched needs no TLB maintenance.
+        let unused = VmMemseg { segid: 1, ..seg(1 << 20) };
+        m.alloc_memseg(&unused, 1 << 32).unwrap();
+        m.mmap_memseg(&map_seg(1, 0, 1 << 20, ro)).unwrap();
+        assert_eq!(m.munmap_memseg(&mut t, &VmMunmap { gpa: 0, len: 1 << 20 }), Ok(false));
+        m.destroy(&mut t, &mut p);
+        assert!(p.live.is_empty());
+        assert_eq!(t.live, 0);
     }
 
     #[test]

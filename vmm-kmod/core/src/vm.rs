@@ -19,6 +19,9 @@ use crate::vgic::Vgic;
 use crate::vmid::VMIDS;
 use core::ptr::{null_mut, NonNull};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+#[cfg(test)]
+mod tests;
+
 use vmm_uapi::{SuspendHow, VmIoeventfd, VmIrqfd, VmVgicDescr, VM_MAXCPU, VM_NAME_BUF};
 
 /// ICH_HCR_EL2.En: the virtual CPU interface is on.
@@ -38,10 +41,16 @@ pub struct Vm {
     vtcr: u64,
     cntvoff: u64,
     midr: u64,
+    id_regs: IdRegs,
     mem: KLock<VmMemory>,
     vcpus: [AtomicPtr<Vcpu>; VM_MAXCPU],
     active: AtomicU64,
     vgic: KLock<Option<KBox<Vgic>>>,
+    /// A bit per vCPU that the vGIC changed in a way it may have to see
+    /// (published by [`VgicGuard`] before the lock is released, or set by
+    /// an irqfd firing): an entry whose bit is clear and that had nothing
+    /// to show last time does not take the lock.
+    vgic_dirty: AtomicU64,
     nr_lrs: usize,
     iofds: IoFds,
 }
@@ -128,7 +137,7 @@ impl Vm {
     pub fn ioeventfd(&self, r: &VmIoeventfd, owner: usize) -> Result<(), Errno> {
         // Held throughout, as attach_vgic holds it while checking the
         // ioeventfds: the two cannot pass each other's checks.
-        let vgic = self.vgic.lock();
+        let vgic = self.vgic_lock();
         let limit = self.mem.lock().stage2().geometry().ipa_limit();
         let reserved =
             |a: u64, l: u64| self.mem.lock().overlaps(a, l) || vgic.as_ref().is_some_and(|g| g.overlaps(a, l));
@@ -154,7 +163,7 @@ impl Vm {
     /// Lowers the lines of the SPIs in `lowered` (bit n: INTID 32 + n).
     fn lower_spis(&self, lowered: crate::iofd::irqfd::SpiMask) {
         if lowered != 0 {
-            if let Some(g) = self.vgic.lock().as_mut() {
+            if let Some(g) = self.vgic_lock().as_mut() {
                 for n in (0..128).filter(|n| lowered & (1 << n) != 0) {
                     let _ = g.set_spi_line(crate::vgic::SPI_BASE + n, false);
                 }
@@ -167,6 +176,8 @@ impl Vm {
     /// vGIC's mutex; the ones it is not for find nothing new and go back).
     pub fn irqfd_fire(&self, spi: u32, level: bool) {
         self.iofds.fire(spi, level);
+        // Whichever vCPU enters next takes it in (see vgic_flush).
+        self.vgic_dirty.fetch_or(u64::MAX, Ordering::SeqCst);
         self.kick_atomic(u64::MAX);
     }
 
@@ -192,7 +203,7 @@ impl Vm {
     /// taken in), for tests.
     #[cfg(test)]
     pub fn with_vgic<R>(&self, f: impl FnOnce(&mut Vgic) -> R) -> Option<R> {
-        let mut g = self.vgic.lock();
+        let mut g = self.vgic_lock();
         let vgic = g.as_mut()?;
         self.take_irqfds(vgic);
         Some(f(vgic))
@@ -203,7 +214,7 @@ impl Vm {
         if self.nr_lrs == 0 {
             return Err(ENODEV);
         }
-        let mut slot = self.vgic.lock();
+        let mut slot = self.vgic_lock();
         if slot.is_some() {
             return Err(EEXIST);
         }
@@ -221,7 +232,7 @@ impl Vm {
 
     /// `VM_ASSERT_IRQ` / `VM_DEASSERT_IRQ`: an SPI's line.
     pub fn set_irq_line(&self, intid: u32, level: bool) -> Result<(), Errno> {
-        let mut g = self.vgic.lock();
+        let mut g = self.vgic_lock();
         g.as_mut().ok_or(ENODEV)?.set_spi_line(intid, level)?;
         drop(g);
         if level {
@@ -232,24 +243,39 @@ impl Vm {
 
     /// Before entering vCPU `id`: its timers' lines (at physical count
     /// `count`) into the vGIC, then the interrupts it should see into its
-    /// list registers. `quiet_at` is the vGIC generation at which this vCPU
-    /// last had nothing to see: while nothing changed since, the scan is
-    /// skipped (the common case of exits that do not touch interrupts).
-    /// Returns how many list registers were filled.
-    pub fn vgic_flush(&self, id: usize, ctx: &mut Context, count: u64, quiet_at: &mut u64) -> usize {
-        let mut g = self.vgic.lock();
+    /// list registers. While the vCPU had nothing to see at its last entry
+    /// (`quiet`), nothing marked it since and its timers' lines stand as
+    /// they were, the lock and the scan are skipped: the common case of
+    /// exits that do not touch interrupts. Returns how many list registers
+    /// were filled.
+    pub fn vgic_flush(&self, id: usize, ctx: &mut Context, count: u64, q: &mut Quiet) -> usize {
+        let lines = self.timer_line_pair(ctx, count);
+        let bit = 1u64 << (id % 64);
+        if q.quiet && q.lines == lines && self.vgic_dirty.load(Ordering::SeqCst) & bit == 0 {
+            ctx.vgic.nr_lrs = self.nr_lrs as u64;
+            ctx.vgic.hcr = ICH_HCR_EN;
+            ctx.vgic.lrs = [0; 16];
+            return 0;
+        }
+        q.quiet = false;
+        let mut g = self.vgic_lock();
         let Some(vgic) = g.as_mut().filter(|v| id < v.nr_redists()) else {
             ctx.vgic.nr_lrs = 0;
             return 0;
         };
-        self.timer_lines(vgic, id, ctx, count);
+        vgic.set_ppi_line(id, VTIMER_PPI, lines.0);
+        vgic.set_ppi_line(id, PTIMER_PPI, lines.1);
         self.take_irqfds(vgic);
+        // What is below is built from the state as it stands under the
+        // lock: this vCPU's own mark is consumed; changes after the lock is
+        // released mark it again.
+        let others = vgic.take_dirty() & !bit;
+        if others != 0 {
+            self.vgic_dirty.fetch_or(others, Ordering::SeqCst);
+        }
+        self.vgic_dirty.fetch_and(!bit, Ordering::SeqCst);
         ctx.vgic.nr_lrs = self.nr_lrs as u64;
         ctx.vgic.hcr = ICH_HCR_EN;
-        if *quiet_at == vgic.generation() {
-            ctx.vgic.lrs = [0; 16];
-            return 0;
-        }
         let Some(mut view) = vgic.view(id) else { return 0 };
         let f = view.flush(self.nr_lrs);
         ctx.vgic.lrs = [0; 16];
@@ -257,8 +283,20 @@ impl Vm {
         if f.overflow {
             ctx.vgic.hcr |= ICH_HCR_UIE;
         }
-        *quiet_at = if f.n == 0 { vgic.generation() } else { 0 };
+        *q = Quiet { quiet: f.n == 0, lines };
         f.n
+    }
+
+    /// Whether something marked vCPU `id` since its last flush (checked
+    /// after it announced it is running: see `vcpu::run::enter`).
+    pub fn vgic_marked(&self, id: usize) -> bool {
+        self.vgic_dirty.load(Ordering::SeqCst) & (1 << (id % 64)) != 0
+    }
+
+    /// The vGIC, locked; the vCPUs its changes concern are published
+    /// when the guard goes.
+    fn vgic_lock(&self) -> VgicGuard<'_> {
+        VgicGuard { g: self.vgic.lock(), dirty: &self.vgic_dirty }
     }
 
     /// After vCPU `id` exits: what the guest did with the `listed`
@@ -267,9 +305,13 @@ impl Vm {
         if ctx.vgic.nr_lrs == 0 || listed == 0 {
             return;
         }
-        let mut g = self.vgic.lock();
-        let done = match g.as_mut().and_then(|v| v.view(id)) {
-            Some(mut view) => view.fold(&ctx.vgic.lrs[..listed.min(16)], self.iofds.resampled()),
+        let mut g = self.vgic_lock();
+        let done = match g.as_mut() {
+            Some(v) => {
+                // What the guest did with them may let others through.
+                v.mark(id);
+                v.view(id).map_or(0, |mut view| view.fold(&ctx.vgic.lrs[..listed.min(16)], self.iofds.resampled()))
+            }
             None => 0,
         };
         drop(g);
@@ -278,18 +320,24 @@ impl Vm {
         }
     }
 
-    /// Sets vCPU `id`'s timer PPIs as its timers stand at physical count `count`.
-    fn timer_lines(&self, vgic: &mut Vgic, id: usize, ctx: &Context, count: u64) {
+    /// The lines of a vCPU's (virtual, physical) timers at physical count `count`.
+    fn timer_line_pair(&self, ctx: &Context, count: u64) -> (bool, bool) {
         let vtimer = Timer { ctl: ctx.timer[0], cval: ctx.timer[1] };
         let ptimer = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
-        vgic.set_ppi_line(id, VTIMER_PPI, vtimer.line(count.wrapping_sub(self.cntvoff)));
-        vgic.set_ppi_line(id, PTIMER_PPI, ptimer.line(count));
+        (vtimer.line(count.wrapping_sub(self.cntvoff)), ptimer.line(count))
+    }
+
+    /// Sets vCPU `id`'s timer PPIs as its timers stand at physical count `count`.
+    fn timer_lines(&self, vgic: &mut Vgic, id: usize, ctx: &Context, count: u64) {
+        let (v, p) = self.timer_line_pair(ctx, count);
+        vgic.set_ppi_line(id, VTIMER_PPI, v);
+        vgic.set_ppi_line(id, PTIMER_PPI, p);
     }
 
     /// Whether vCPU `id`, in WFI, has an interrupt to take, its timers
     /// judged at physical count `count`.
     pub fn has_interrupt(&self, id: usize, ctx: &Context, count: u64) -> bool {
-        let mut g = self.vgic.lock();
+        let mut g = self.vgic_lock();
         let Some(vgic) = g.as_mut() else { return false };
         self.timer_lines(vgic, id, ctx, count);
         self.take_irqfds(vgic);
@@ -303,16 +351,22 @@ impl Vm {
     /// Judge "due" with the same `now` the lines were computed with, or a
     /// deadline falling in between would be neither.
     pub fn next_timer_ns(&self, ctx: &Context, now: u64) -> Option<u64> {
+        let deadline = self.next_timer(ctx, now)?;
+        Some(ticks_to_ns(deadline - now, crate::arch::counter_freq()))
+    }
+
+    /// The physical count of the nearest deadline of the vCPU's timers
+    /// that is still to come at `now` (see [`Vm::next_timer_ns`]).
+    pub fn next_timer(&self, ctx: &Context, now: u64) -> Option<u64> {
         let vtimer = Timer { ctl: ctx.timer[0], cval: ctx.timer[1] };
         let ptimer = Timer { ctl: ctx.ptimer[0], cval: ctx.ptimer[1] };
         // Both in the physical count: the virtual one is offset by CNTVOFF.
         let v = vtimer.deadline().map(|c| c.wrapping_add(self.cntvoff)).filter(|&d| d > now);
         let p = ptimer.deadline().filter(|&d| d > now);
-        let deadline = match (v, p) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        Some(ticks_to_ns(deadline - now, crate::arch::counter_freq()))
+        match (v, p) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// vCPU `id`, created on first use.
@@ -354,7 +408,7 @@ impl Vm {
         }
         // The next bhyve attaches a GIC sized for its own vCPU count, and
         // registers its devices' eventfds again.
-        *self.vgic.lock() = None;
+        *self.vgic_lock() = None;
         self.iofds.clear();
         self.active.store(0, Ordering::Release);
         self.suspended.store(SuspendHow::None as u32, Ordering::Release);
@@ -389,9 +443,59 @@ impl Vm {
         kernel::totalram_bytes()
     }
 
+    /// `VM_MUNMAP_MEMSEG`: the mapping goes from stage 2, and every CPU's
+    /// TLB entries of the VM with it, before this returns (under the memory
+    /// lock, so that no fault maps a page of it again meanwhile).
+    pub fn munmap_memseg(&self, u: &vmm_uapi::VmMunmap) -> Result<(), Errno> {
+        let mut mem = self.mem.lock();
+        if mem.munmap_memseg(&mut KernelTables, u)? {
+            crate::arch::tlbi_vmid(self.vttbr);
+        }
+        Ok(())
+    }
+
     /// The page at `gpa` for userspace (`mmap` fault): its PA.
     pub fn user_page(&self, gpa: u64) -> Result<u64, Errno> {
         self.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, gpa, Toucher::User)
+    }
+}
+
+/// What a vCPU's last list-register flush found, for the next one's
+/// shortcut (see [`Vm::vgic_flush`]).
+#[derive(Clone, Copy, Default)]
+pub struct Quiet {
+    /// Nothing was listed.
+    pub quiet: bool,
+    /// The (virtual, physical) timer lines it was judged with.
+    pub lines: (bool, bool),
+}
+
+/// The locked vGIC (see [`Vm::vgic_lock`]).
+struct VgicGuard<'a> {
+    g: kernel::KLockGuard<'a, Option<KBox<Vgic>>>,
+    dirty: &'a AtomicU64,
+}
+
+impl core::ops::Deref for VgicGuard<'_> {
+    type Target = Option<KBox<Vgic>>;
+    fn deref(&self) -> &Self::Target {
+        &self.g
+    }
+}
+
+impl core::ops::DerefMut for VgicGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.g
+    }
+}
+
+impl Drop for VgicGuard<'_> {
+    fn drop(&mut self) {
+        // Before the lock goes (fields drop after this): a vCPU that takes
+        // the lock next sees its mark no later than the state it stands for.
+        if let Some(d) = self.g.as_mut().map(|v| v.take_dirty()).filter(|&d| d != 0) {
+            self.dirty.fetch_or(d, Ordering::SeqCst);
+        }
     }
 }
 
@@ -410,12 +514,16 @@ impl Env for VcpuEnv<'_> {
         self.vm.mem.lock().is_ram(ipa)
     }
 
+    fn is_read_only(&self, ipa: u64) -> bool {
+        self.vm.mem.lock().is_read_only(ipa)
+    }
+
     fn fault_in(&mut self, ipa: u64) -> bool {
         self.vm.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, ipa, Toucher::Guest).is_ok()
     }
 
     fn kernel_mmio(&mut self, ipa: u64, size: u8, write: bool, data: u64) -> Option<u64> {
-        let v = self.vm.vgic.lock().as_mut()?.mmio(ipa, size, write, data);
+        let v = self.vm.vgic_lock().as_mut()?.mmio(ipa, size, write, data);
         // A write may have made interrupts pending or enabled for others.
         if write && v.is_some() {
             self.vm.kick(!(1 << self.id));
@@ -424,7 +532,7 @@ impl Env for VcpuEnv<'_> {
     }
 
     fn send_sgi(&mut self, value: u64) {
-        let targets = self.vm.vgic.lock().as_mut().map_or(0, |g| g.send_sgi(self.id, value));
+        let targets = self.vm.vgic_lock().as_mut().map_or(0, |g| g.send_sgi(self.id, value));
         self.vm.kick(targets & !(1 << self.id));
     }
 
@@ -432,14 +540,8 @@ impl Env for VcpuEnv<'_> {
         crate::arch::counter()
     }
 
-    fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
-        // The kernel's system-wide values where it has them, so that every
-        // vCPU sees the same on any host CPU; AArch32's from this CPU.
-        if crate::vcpu::idregs::is_allowed(crm, op2) {
-            kernel::sanitised_id_reg(crm, op2)
-        } else {
-            crate::arch::id_reg(crm, op2)
-        }
+    fn id_reg(&self, crm: u32, op2: u32) -> u64 {
+        self.vm.id_regs.get(crm, op2)
     }
 
     fn clean_guest_memory(&mut self) {
@@ -466,6 +568,40 @@ fn gic_list_registers() -> usize {
     let n = crate::arch::gic_list_registers().min(16);
     LRS.store(n, Ordering::Relaxed);
     n
+}
+
+/// The guest's view of the ID registers S3_0_C0_C1..7_0..7, fixed when the
+/// VM is made: every vCPU sees the same values on any host CPU, and a
+/// trapped read is a load (the kernel's sanitised values are behind a
+/// table search).
+pub struct IdRegs([u64; 7 * 8]);
+
+impl IdRegs {
+    /// The host's registers as the guest sees them: the kernel's
+    /// system-wide values where it has them; AArch32's from this CPU.
+    fn new() -> Self {
+        let mut regs = [0; 7 * 8];
+        for (i, r) in regs.iter_mut().enumerate() {
+            let (crm, op2) = (i as u32 / 8 + 1, i as u32 % 8);
+            let host = if crate::vcpu::idregs::is_allowed(crm, op2) {
+                kernel::sanitised_id_reg(crm, op2)
+            } else {
+                crate::arch::id_reg(crm, op2)
+            };
+            *r = crate::vcpu::idregs::sanitise(crm, op2, host);
+        }
+        Self(regs)
+    }
+
+    /// S3_0_C0_C`crm`_`op2` (0 outside CRm 1..=7).
+    pub fn get(&self, crm: u32, op2: u32) -> u64 {
+        let i = (crm as usize).wrapping_sub(1) * 8 + (op2 as usize & 7);
+        if (1..=7).contains(&crm) {
+            self.0[i]
+        } else {
+            0
+        }
+    }
 }
 
 /// A counted reference to a [`Vm`].
@@ -512,10 +648,12 @@ impl VmRef {
             vtcr: geo.vtcr(parange),
             cntvoff: crate::arch::counter(),
             midr: crate::arch::midr(),
+            id_regs: IdRegs::new(),
             mem,
             vcpus: [const { AtomicPtr::new(null_mut()) }; VM_MAXCPU],
             active: AtomicU64::new(0),
             vgic,
+            vgic_dirty: AtomicU64::new(0),
             nr_lrs: gic_list_registers(),
             iofds,
         })

@@ -183,6 +183,12 @@ impl Esr {
         self.iss() & (1 << 7) != 0
     }
 
+    /// For a data abort: the access was a write (WnR; also set for cache
+    /// maintenance and address translation instructions).
+    pub fn wnr(self) -> bool {
+        self.iss() & (1 << 6) != 0
+    }
+
     /// For a data abort: a cache maintenance or address translation instruction (CM).
     pub fn cache_maintenance(self) -> bool {
         self.iss() & (1 << 8) != 0

@@ -11,6 +11,12 @@ pub const VM_MAXCPU: usize = 32;
 pub const VM_SYSMEM_BASE: u64 = 0x4000_0000;
 /// Segment id of system memory.
 pub const VM_SYSMEM: i32 = 0;
+/// Segment id bhyve gives the boot ROM: flash bank 0, the firmware
+/// (FreeBSD's `VM_BOOTROM`).
+pub const VM_BOOTROM: i32 = 1;
+/// Segment id bhyve gives flash bank 1, the firmware's variable store
+/// (FreeBSD amd64 keeps its variables inside the boot ROM's segment).
+pub const VM_BOOTVARS: i32 = 2;
 /// Most memory segments a VM can have.
 pub const VM_MAX_MEMSEGS: usize = 4;
 /// Most guest-physical mappings of segments.
@@ -60,6 +66,17 @@ pub struct VmMemmap {
     pub prot: i32,
     /// `VM_MEMMAP_F_*` bits.
     pub flags: i32,
+}
+
+/// `struct vm_munmap`: `VM_MUNMAP_MEMSEG`, the guest mapping of exactly
+/// `[gpa, gpa + len)` to remove.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmMunmap {
+    /// Guest physical address of the mapping.
+    pub gpa: u64,
+    /// Its length.
+    pub len: u64,
 }
 
 /// `struct vm_register`: `VM_GET_REGISTER`, `VM_SET_REGISTER`.
@@ -495,8 +512,19 @@ pub const VM_SUSPEND: u32 = iow(b'v', 2, size_of::<VmSuspend>());
 pub const VM_ALLOC_MEMSEG: u32 = iow(b'v', 10, size_of::<VmMemseg>());
 /// Read a memory segment's length.
 pub const VM_GET_MEMSEG: u32 = iowr(b'v', 11, size_of::<VmMemseg>());
-/// Map a segment into guest physical memory.
+/// Map a segment into guest physical memory. Without [`VM_PROT_WRITE`] the
+/// guest reads (and, with [`VM_PROT_EXECUTE`], runs) the pages without an
+/// exit, and each write exits to userspace as an MMIO write (`INST_EMUL`).
+/// A segment lives at the first address it was mapped at: after
+/// [`VM_MUNMAP_MEMSEG`] it maps again there only (`EINVAL` elsewhere).
 pub const VM_MMAP_MEMSEG: u32 = iow(b'v', 12, size_of::<VmMemmap>());
+/// Remove the guest mapping of exactly `[gpa, gpa + len)` (`EINVAL` if no
+/// mapping is exactly that). The segment keeps its pages and contents, and
+/// userspace keeps its `mmap` of them; the guest's stage-2 entries go and
+/// every CPU's TLB entries of the VM are invalidated before the call
+/// returns, so from then on every guest access to the range exits to
+/// userspace as MMIO (`INST_EMUL`), until `VM_MMAP_MEMSEG` maps it again.
+pub const VM_MUNMAP_MEMSEG: u32 = iow(b'v', 14, size_of::<VmMunmap>());
 /// The first mapping at or above `gpa`.
 pub const VM_MMAP_GETNEXT: u32 = iowr(b'v', 13, size_of::<VmMemmap>());
 /// Set one register.
@@ -529,6 +557,7 @@ pub const VM_STAT_DESC: u32 = iowr(b'v', 51, size_of::<VmStatDesc>());
 const _: () = assert!(size_of::<VmMemseg>() == 80);
 const _: () = assert!(size_of::<VmMemmap>() == 40);
 const _: () = assert!(offset_of!(VmMemmap, segoff) == 16);
+const _: () = assert!(size_of::<VmMunmap>() == 16);
 const _: () = assert!(size_of::<VmRegister>() == 16);
 const _: () = assert!(size_of::<VmRegisterSet>() == 24);
 const _: () = assert!(size_of::<VmExit>() == 80);
@@ -769,5 +798,6 @@ mod tests {
         assert_eq!(crate::ioctl::ty(VM_ALLOC_MEMSEG), b'v');
         assert_eq!(VM_IOEVENTFD, 0x4020_7646);
         assert_eq!(VM_IRQFD, 0x4010_7647);
+        assert_eq!(VM_MUNMAP_MEMSEG, 0x4010_760e);
     }
 }

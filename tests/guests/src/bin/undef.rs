@@ -59,7 +59,7 @@ macro_rules! insn {
     };
 }
 
-const TESTS: [(&str, fn()); 10] = [
+const TESTS: [(&str, fn()); 13] = [
     insn!("udf #0"),
     insn!("mrs x0, hcr_el2"),
     insn!("msr hcr_el2, x0"),
@@ -70,6 +70,12 @@ const TESTS: [(&str, fn()); 10] = [
     insn!("msr sp_el1, x0"),
     insn!("mrs x0, s3_0_c15_c0_0"),
     insn!("msr s3_0_c0_c4_0, x0"),
+    // SVE, with the guest's CPACR_EL1.ZEN open (below): its registers and
+    // instructions are the host's (ZCR_EL1 sets its vector length), so
+    // they must trap on a CPU that has SVE, and UNDEF on one that has not.
+    insn!("mrs x0, s3_0_c1_c2_0"),
+    insn!("msr s3_0_c1_c2_0, x0"),
+    insn!(".inst 0x04bf5020"),
 ];
 
 fn main() -> ! {
@@ -77,6 +83,8 @@ fn main() -> ! {
     // its handlers preserve every register they use.
     unsafe { asm!("msr vbar_el1, {}", "isb", in(reg) addr_of!(undef_vectors), options(nostack)) };
 
+    // CPACR_EL1.ZEN = 0b11: SVE not trapped at EL1 (the guest's own choice).
+    guests::sysreg!(write "cpacr_el1", guests::sysreg!(read "cpacr_el1") | 3 << 16);
     let mut undefined = 0;
     for (text, run) in TESTS {
         // SAFETY: ESR is only accessed through volatile reads and writes,

@@ -6,15 +6,15 @@
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 
-/// Runs a guest on this CPU until it exits (interrupts masked by the
-/// caller). `ctx_pa` is the physical address of its context. Returns false
-/// if EL2 did not run it (the CPU is not ours).
-pub fn run_guest(ctx_pa: u64) -> bool {
+/// Runs the guest of context `ctx` on this CPU, `cpu`, until it exits
+/// (interrupts masked by the caller). Returns false if EL2 did not run it
+/// (the CPU is not ours).
+pub fn run_guest(ctx: &mut crate::vcpu::context::Context, cpu: u32) -> bool {
     #[cfg(all(target_arch = "aarch64", target_os = "none"))]
-    return aarch64::run_guest(ctx_pa);
+    return aarch64::run_guest(ctx, cpu);
     #[cfg(not(all(target_arch = "aarch64", target_os = "none")))]
     {
-        let _ = ctx_pa;
+        let _ = (ctx, cpu);
         false
     }
 }

@@ -1,9 +1,14 @@
-//! Taking EL2 from Linux's hyp stub, per CPU, and giving it back.
+//! Taking EL2 from Linux's hyp stub, per CPU, and giving it back; or, on a
+//! VHE host, using the EL2 the kernel itself runs at.
 //!
-//! A Linux arm64 kernel booted at EL2 without KVM leaves a tiny "hyp stub"
-//! vector table at EL2 that answers a few `hvc #0` calls. The module:
+//! A Linux arm64 kernel booted at EL2 runs either at EL1 (nVHE: it then
+//! leaves a tiny "hyp stub" vector table at EL2 that answers a few `hvc #0`
+//! calls) or at EL2 itself (VHE, HCR_EL2.E2H set: Armv8.1 and later CPUs
+//! by default). Under VHE there is nothing to take: the kernel calls the
+//! world switch directly, which puts the module's vectors in around each
+//! guest run ([`HostMode::Vhe`]). Without VHE the module:
 //!
-//! 1. checks the CPU: the kernel must run at EL1 (not VHE) and EL2 must exist;
+//! 1. checks the CPU: the kernel runs at EL1 and EL2 must exist;
 //! 2. asks EL2 who it is: our own code answers [`VMM_HC_PING`] with
 //!    [`EL2_MAGIC`], the stub answers any unknown call with [`HVC_STUB_ERR`];
 //!    anything else means another hypervisor holds EL2;
@@ -64,13 +69,24 @@ pub trait El2 {
     fn id_reg(&self, crm: u32, op2: u32) -> u64;
 }
 
+/// How the host kernel uses EL2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostMode {
+    /// The kernel runs at EL1; the module takes EL2 from the hyp stub and
+    /// enters guests with `hvc`.
+    Nvhe,
+    /// The kernel runs at EL2 (VHE); the module calls the world switch.
+    Vhe,
+}
+
 /// Why the module cannot take EL2 on a CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     /// No EL2 (not implemented, or not given to the kernel).
     NoEl2,
-    /// The kernel itself runs at EL2 (VHE).
-    KernelAtEl2,
+    /// The kernel runs at EL2 (VHE) and KVM is on: it owns the CPU's
+    /// virtualization state.
+    KvmOn,
     /// The kernel runs at an unexpected EL.
     UnexpectedEl(u8),
     /// Something other than the hyp stub answers at EL2.
@@ -92,10 +108,12 @@ impl core::fmt::Display for Refusal {
                 "no EL2 on this CPU (virtualization extensions absent or not given to the kernel); \
                  vmm needs a host kernel booted at EL2"
             ),
-            Refusal::KernelAtEl2 => {
-                write!(f, "the kernel runs at EL2 itself (VHE); boot the host with id_aa64mmfr1.vh=0 kvm-arm.mode=none")
-            }
-            Refusal::UnexpectedEl(el) => write!(f, "the kernel runs at EL{el}, expected EL1"),
+            Refusal::KvmOn => write!(
+                f,
+                "KVM is on and owns the CPU's virtualization (the kernel runs at EL2, VHE); \
+                 boot the host with kvm-arm.mode=none"
+            ),
+            Refusal::UnexpectedEl(el) => write!(f, "the kernel runs at EL{el}, expected EL1 or EL2"),
             Refusal::NotStub(x0) => write!(
                 f,
                 "EL2 is held by another hypervisor (the hyp stub does not answer: got {x0:#x}); \
@@ -145,21 +163,26 @@ pub struct MmuConfig {
 
 const PAGE: u64 = crate::kernel::PAGE_SIZE as u64;
 
-/// Checks that this CPU can be taken at all (done once, before any `hvc`:
-/// without EL2, `hvc` is an undefined instruction).
-pub fn check_cpu(hw: &impl El2) -> Result<(), Refusal> {
-    match hw.current_el() {
-        1 => {}
-        2 => return Err(Refusal::KernelAtEl2),
+/// Checks that this CPU can be used at all, and how (done once, before any
+/// `hvc`: without EL2, `hvc` is an undefined instruction; under VHE it
+/// would call the kernel's own vectors). `kvm_on` says whether KVM is
+/// initialised (only asked under VHE: without it the stub check finds KVM).
+pub fn check_cpu(hw: &impl El2, kvm_on: impl FnOnce() -> bool) -> Result<HostMode, Refusal> {
+    let mode = match hw.current_el() {
+        1 => HostMode::Nvhe,
+        2 => HostMode::Vhe,
         el => return Err(Refusal::UnexpectedEl(el)),
-    }
-    if !hw.el2_implemented() {
+    };
+    if mode == HostMode::Nvhe && !hw.el2_implemented() {
         return Err(Refusal::NoEl2);
     }
     if let Some(feature) = unswitched_feature(hw.id_reg(7, 3), hw.id_reg(4, 1)) {
         return Err(Refusal::UnswitchedState(feature));
     }
-    Ok(())
+    if mode == HostMode::Vhe && kvm_on() {
+        return Err(Refusal::KvmOn);
+    }
+    Ok(mode)
 }
 
 /// A feature whose EL1 registers a guest could reach: with FEAT_HCX, the
@@ -202,9 +225,16 @@ pub fn owner(hw: &impl El2, cpu: &CpuHyp) -> Owner {
     }
 }
 
-/// Takes EL2 on the calling CPU. Idempotent: a CPU already ours is left alone.
-pub fn install(hw: &impl El2, cpu: &CpuHyp) -> Result<(), Refusal> {
-    check_cpu(hw)?;
+/// Takes EL2 on the calling CPU. Idempotent: a CPU already ours is left
+/// alone. Under VHE there is nothing to take.
+pub fn install(hw: &impl El2, cpu: &CpuHyp, mode: HostMode) -> Result<(), Refusal> {
+    if mode == HostMode::Vhe {
+        return match hw.current_el() {
+            2 => Ok(()),
+            el => Err(Refusal::UnexpectedEl(el)),
+        };
+    }
+    check_cpu(hw, || false)?;
     match owner(hw, cpu) {
         Owner::Us => return Ok(()),
         Owner::Stub => {}
@@ -236,8 +266,12 @@ pub fn install(hw: &impl El2, cpu: &CpuHyp) -> Result<(), Refusal> {
 }
 
 /// Gives EL2 back to the stub on the calling CPU. Returns whether the stub
-/// answers afterwards (a CPU we did not hold is left alone).
-pub fn uninstall(hw: &impl El2, cpu: &CpuHyp) -> bool {
+/// answers afterwards (a CPU we did not hold is left alone). Under VHE
+/// there is nothing to give back.
+pub fn uninstall(hw: &impl El2, cpu: &CpuHyp, mode: HostMode) -> bool {
+    if mode == HostMode::Vhe {
+        return true;
+    }
     if owner(hw, cpu) == Owner::Us {
         hw.hvc([HVC_RESET_VECTORS, 0, 0, 0]);
     }

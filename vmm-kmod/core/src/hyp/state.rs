@@ -1,14 +1,14 @@
 //! The module's EL2 resources: the code page and one hyp page per CPU, and
 //! which CPUs run our vectors.
 
-use super::{install, uninstall, CpuHyp, El2, MmuConfig, Owner, Refusal};
+use super::{install, uninstall, CpuHyp, El2, HostMode, MmuConfig, Owner, Refusal};
 use crate::errno::{Errno, EINVAL, ENOMEM};
 use crate::kernel::{KernelTables, Page};
 use crate::mm::el2map::{El2Map, MAIR_EL2};
 use crate::mm::stage2::Geometry;
 use crate::mm::TableAlloc;
 use core::ptr::null_mut;
-use core::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize, Ordering};
 use vmm_uapi::{CPU_MASK_WORDS, VMM_MAX_CPUS};
 
 /// The EL2 code's pages: 2^order, contiguous (the code may not fit one).
@@ -29,6 +29,7 @@ pub struct HypState {
     mmu_tcr: AtomicU64,
     map: AtomicPtr<El2Map>,
     parange: AtomicU64,
+    vhe: AtomicBool,
 }
 
 /// The module's one instance.
@@ -49,17 +50,35 @@ impl HypState {
             mmu_tcr: AtomicU64::new(0),
             map: AtomicPtr::new(null_mut()),
             parange: AtomicU64::new(0),
+            vhe: AtomicBool::new(false),
         }
     }
 
-    /// Allocates the EL2 code page (a copy of `blob`, which must fit a page
-    /// and starts with the vector table), a hyp page for each of `nr_cpus`
-    /// possible CPUs, and the EL2 identity map of `ram` (physical ranges
-    /// `[start, end)`) for a CPU of PA range `parange`
+    /// How the host uses EL2 (set by [`HypState::init`]).
+    pub fn mode(&self) -> HostMode {
+        if self.vhe.load(Ordering::Relaxed) {
+            HostMode::Vhe
+        } else {
+            HostMode::Nvhe
+        }
+    }
+
+    /// Kernel address of CPU `cpu`'s hyp page.
+    pub fn page_va(&self, cpu: usize) -> Option<*mut u8> {
+        let p = self.pages.get(cpu)?.load(Ordering::Acquire);
+        (!p.is_null()).then_some(p)
+    }
+
+    /// Allocates a hyp page for each of `nr_cpus` possible CPUs and, without
+    /// VHE, the EL2 code page (a copy of `blob`, which must fit a page and
+    /// starts with the vector table) and the EL2 identity map of `ram`
+    /// (physical ranges `[start, end)`) for a CPU of PA range `parange`
     /// (ID_AA64MMFR0_EL1.PARange). `publish` makes the copied code visible
-    /// to EL2 (cache maintenance).
+    /// to EL2 (cache maintenance). Under VHE the kernel's own mappings serve.
+    #[allow(clippy::too_many_arguments)]
     pub fn init(
         &self,
+        mode: HostMode,
         nr_cpus: usize,
         blob: &[u8],
         probe_offset: usize,
@@ -71,6 +90,11 @@ impl HypState {
             return Err(EINVAL);
         }
         self.parange.store(parange, Ordering::Relaxed);
+        self.vhe.store(mode == HostMode::Vhe, Ordering::Relaxed);
+        if mode == HostMode::Vhe {
+            self.nr_cpus.store(nr_cpus, Ordering::Relaxed);
+            return self.alloc_pages(nr_cpus);
+        }
         let mut tables = KernelTables;
         let mut map = El2Map::new(&mut tables, Geometry::parange_bits(parange)).map_err(|_| ENOMEM)?;
         for &(start, end) in ram {
@@ -93,6 +117,11 @@ impl HypState {
         self.code_pa.store(code_pa, Ordering::Relaxed);
         self.probe_offset.store(probe_offset as u64, Ordering::Relaxed);
         self.code.store(code, Ordering::Release);
+        self.alloc_pages(nr_cpus)
+    }
+
+    /// A hyp page for each of `nr_cpus` CPUs.
+    fn alloc_pages(&self, nr_cpus: usize) -> Result<(), Errno> {
         for cpu in 0..nr_cpus {
             let page = Page::alloc().map_err(|_| ENOMEM)?;
             self.page_pas[cpu].store(page.pa(), Ordering::Relaxed);
@@ -117,7 +146,7 @@ impl HypState {
             return None;
         }
         let page_va = self.pages[cpu].load(Ordering::Acquire);
-        if page_va.is_null() || self.code.load(Ordering::Acquire).is_null() {
+        if page_va.is_null() || (self.mode() == HostMode::Nvhe && self.code.load(Ordering::Acquire).is_null()) {
             return None;
         }
         Some(CpuHyp {
@@ -143,7 +172,7 @@ impl HypState {
         let Some(c) = self.cpu(cpu) else {
             return Err(Refusal::UnexpectedEl(0xff));
         };
-        install(hw, &c)?;
+        install(hw, &c, self.mode())?;
         self.installed[cpu / 64].fetch_or(1 << (cpu % 64), Ordering::AcqRel);
         Ok(())
     }
@@ -151,7 +180,7 @@ impl HypState {
     /// Gives EL2 back on the calling CPU, `cpu`; whether the stub answers now.
     pub fn cpu_offline(&self, hw: &impl El2, cpu: usize) -> bool {
         let Some(c) = self.cpu(cpu) else { return true };
-        let ok = uninstall(hw, &c);
+        let ok = uninstall(hw, &c, self.mode());
         self.installed[cpu / 64].fetch_and(!(1 << (cpu % 64)), Ordering::AcqRel);
         ok
     }
@@ -168,6 +197,7 @@ impl HypState {
     /// Whether our vectors answer on the calling CPU, `cpu`.
     pub fn answers(&self, hw: &impl El2, cpu: usize) -> bool {
         match self.cpu(cpu) {
+            Some(_) if self.mode() == HostMode::Vhe => self.is_installed(cpu),
             Some(c) => self.is_installed(cpu) && super::owner(hw, &c) == Owner::Us,
             None => false,
         }

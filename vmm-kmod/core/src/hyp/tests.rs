@@ -132,16 +132,16 @@ fn takes_el2_from_the_stub_and_gives_it_back() {
     let mut page = [0u64; 512];
     let c = cpu(&mut page);
     assert_eq!(owner(&hw, &c), Owner::Stub);
-    install(&hw, &c).unwrap();
+    install(&hw, &c, HostMode::Nvhe).unwrap();
     assert_eq!(hw.vbar.get(), Vbar::Code);
     assert!(hw.mmu_on.get(), "the EL2 MMU is on after installation");
     assert_eq!(owner(&hw, &c), Owner::Us);
     assert_eq!(page[0], STUB_VBAR, "probe recorded the stub's vectors");
-    assert!(uninstall(&hw, &c));
+    assert!(uninstall(&hw, &c, HostMode::Nvhe));
     assert_eq!(hw.vbar.get(), Vbar::Stub);
     // And again: reload works.
-    install(&hw, &c).unwrap();
-    assert!(uninstall(&hw, &c));
+    install(&hw, &c, HostMode::Nvhe).unwrap();
+    assert!(uninstall(&hw, &c, HostMode::Nvhe));
 }
 
 #[test]
@@ -149,9 +149,9 @@ fn install_is_idempotent() {
     let hw = SimEl2::new();
     let mut page = [0u64; 512];
     let c = cpu(&mut page);
-    install(&hw, &c).unwrap();
+    install(&hw, &c, HostMode::Nvhe).unwrap();
     let n = hw.hvcs.get();
-    install(&hw, &c).unwrap();
+    install(&hw, &c, HostMode::Nvhe).unwrap();
     assert_eq!(hw.hvcs.get(), n + 1, "a CPU already ours costs one ping");
 }
 
@@ -161,24 +161,44 @@ fn refuses_when_another_hypervisor_holds_el2() {
     hw.vbar.set(Vbar::Kvm);
     let mut page = [0u64; 512];
     let c = cpu(&mut page);
-    assert_eq!(install(&hw, &c), Err(Refusal::NotStub(u64::MAX)));
+    assert_eq!(install(&hw, &c, HostMode::Nvhe), Err(Refusal::NotStub(u64::MAX)));
     assert_eq!(hw.vbar.get(), Vbar::Kvm, "nothing was changed");
     assert_eq!(*hw.log.borrow(), vec![VMM_HC_PING], "only the question was asked");
 }
 
 #[test]
-fn refuses_vhe_and_missing_el2_without_any_hvc() {
+fn refuses_missing_el2_without_any_hvc() {
+    let mut page = [0u64; 512];
+    let c = cpu(&mut page);
+    let mut hw = SimEl2::new();
+    hw.has_el2 = false;
+    assert_eq!(install(&hw, &c, HostMode::Nvhe), Err(Refusal::NoEl2));
+    assert_eq!(check_cpu(&hw, || false), Err(Refusal::NoEl2));
+    assert_eq!(hw.hvcs.get(), 0);
+}
+
+/// A kernel at EL2 (VHE): nothing to take, never an `hvc` (it would call
+/// the kernel's own vectors); refused only when KVM is on.
+#[test]
+fn a_vhe_kernel_is_used_as_it_is() {
     let mut page = [0u64; 512];
     let c = cpu(&mut page);
     let mut hw = SimEl2::new();
     hw.el = 2;
-    assert_eq!(install(&hw, &c), Err(Refusal::KernelAtEl2));
-    let mut hw = SimEl2::new();
-    hw.has_el2 = false;
-    assert_eq!(install(&hw, &c), Err(Refusal::NoEl2));
-    assert_eq!(hw.hvcs.get(), 0);
-    let msg = format!("{}", Refusal::KernelAtEl2);
-    assert!(msg.contains("id_aa64mmfr1.vh=0"), "{msg}");
+    assert_eq!(check_cpu(&hw, || false), Ok(HostMode::Vhe));
+    assert_eq!(check_cpu(&hw, || true), Err(Refusal::KvmOn));
+    assert!(Refusal::KvmOn.to_string().contains("kvm-arm.mode=none"));
+    assert_eq!(install(&hw, &c, HostMode::Vhe), Ok(()));
+    assert!(uninstall(&hw, &c, HostMode::Vhe));
+    let st = HypState::new();
+    st.init(HostMode::Vhe, 2, &[0u8; 0x900], PROBE_OFF as usize, &[(0x4000_0000, 0x8000_0000)], 4, |_, _| {}).unwrap();
+    assert_eq!(st.mode(), HostMode::Vhe);
+    assert!(st.page_va(1).is_some() && st.page_va(2).is_none());
+    st.cpu_online(&hw, 1).unwrap();
+    assert!(st.answers(&hw, 1));
+    assert!(st.cpu_offline(&hw, 1));
+    assert!(st.release());
+    assert_eq!(hw.hvcs.get(), 0, "no hvc under VHE");
 }
 
 #[test]
@@ -188,10 +208,10 @@ fn refuses_cpus_with_el1_state_it_does_not_switch() {
     let hw = SimEl2::new();
     // ID_AA64MMFR3_EL1 with TCRX and SCTLRX only (HCRX_EL2 traps them): taken.
     hw.mmfr3.set(0x11);
-    assert_eq!(check_cpu(&hw), Ok(()));
+    assert_eq!(check_cpu(&hw, || false), Ok(HostMode::Nvhe));
     // S1PIE (bits 11:8): refused before any hvc.
     hw.mmfr3.set(0x111);
-    let e = install(&hw, &c).unwrap_err();
+    let e = install(&hw, &c, HostMode::Nvhe).unwrap_err();
     assert_eq!(e, Refusal::UnswitchedState("FEAT_S1PIE (PIR_EL1, PIRE0_EL1)"));
     assert!(e.to_string().contains("FEAT_S1PIE"), "{e}");
     assert_eq!(hw.hvcs.get(), 0);
@@ -204,7 +224,7 @@ fn uninstall_leaves_a_cpu_we_do_not_hold_alone() {
     let hw = SimEl2::new();
     let mut page = [0u64; 512];
     let c = cpu(&mut page);
-    assert!(uninstall(&hw, &c));
+    assert!(uninstall(&hw, &c, HostMode::Nvhe));
     assert_eq!(*hw.log.borrow(), vec![VMM_HC_PING, VMM_HC_PING]);
 }
 
@@ -213,7 +233,7 @@ fn state_retakes_a_cpu_after_hotplug_or_idle() {
     let hw = SimEl2::new();
     let st = HypState::new();
     let blob = [0u8; 0x900];
-    st.init(2, &blob, PROBE_OFF as usize, &[(0x4000_0000, 0x8000_0000)], 4, |_, _| {}).unwrap();
+    st.init(HostMode::Nvhe, 2, &blob, PROBE_OFF as usize, &[(0x4000_0000, 0x8000_0000)], 4, |_, _| {}).unwrap();
     // The sim's addresses are the mock's page addresses; make the code PA match.
     let code_pa = st.code_pa();
     let hw = SimWithCode { sim: hw, code_pa };
@@ -235,10 +255,10 @@ fn state_retakes_a_cpu_after_hotplug_or_idle() {
 fn state_rejects_bad_setup() {
     let st = HypState::new();
     let ram = [(0x4000_0000, 0x8000_0000)];
-    assert!(st.init(0, &[0; 16], 8, &ram, 4, |_, _| {}).is_err());
-    assert!(st.init(1, &[0; 9000], 8, &ram, 4, |_, _| {}).is_err());
-    assert!(st.init(vmm_uapi::VMM_MAX_CPUS + 1, &[0; 16], 8, &ram, 4, |_, _| {}).is_err());
-    assert!(st.init(1, &[0; 16], 16, &ram, 4, |_, _| {}).is_err());
+    assert!(st.init(HostMode::Nvhe, 0, &[0; 16], 8, &ram, 4, |_, _| {}).is_err());
+    assert!(st.init(HostMode::Nvhe, 1, &[0; 9000], 8, &ram, 4, |_, _| {}).is_err());
+    assert!(st.init(HostMode::Nvhe, vmm_uapi::VMM_MAX_CPUS + 1, &[0; 16], 8, &ram, 4, |_, _| {}).is_err());
+    assert!(st.init(HostMode::Nvhe, 1, &[0; 16], 16, &ram, 4, |_, _| {}).is_err());
     assert!(SimEl2::new().vbar.get() == Vbar::Stub);
 }
 

@@ -183,7 +183,7 @@ fn irqfd_errnos_and_closing() {
 /// list registers; returns what was listed (INTIDs).
 fn run_once(vm: &VmRef, guest: impl Fn(u64) -> u64) -> Vec<u64> {
     let mut ctx = Context::zeroed();
-    let mut quiet = 0;
+    let mut quiet = Default::default();
     let n = vm.vgic_flush(0, &mut ctx, 0, &mut quiet);
     let listed = ctx.vgic.lrs[..n].iter().map(|l| l & 0xffff).collect();
     for lr in &mut ctx.vgic.lrs[..n] {

@@ -30,17 +30,22 @@ extern "C" {
     fn vmm_shim_sanitised_id_reg(crm: u32, op2: u32) -> u64;
     fn vmm_shim_put_page(p: *mut u8);
     fn vmm_shim_counters(objects: *mut u64, pages: *mut u64, guest_pages: *mut u64);
+    fn vmm_shim_kvm_on() -> bool;
     fn vmm_shim_totalram_bytes() -> u64;
     fn vmm_shim_signal_pending() -> bool;
     fn vmm_shim_cond_resched();
-    fn vmm_shim_guest_enter() -> u32;
-    fn vmm_shim_guest_exit();
+    fn vmm_shim_guest_enter(fp: bool) -> u32;
+    fn vmm_shim_guest_exit(fp: bool);
     fn vmm_shim_kick_cpu(cpu: u32);
     fn vmm_shim_copy_from_user(dst: *mut u8, src: u64, len: usize) -> i32;
     fn vmm_shim_copy_to_user(dst: u64, src: *const u8, len: usize) -> i32;
     fn vmm_shim_waiter_create() -> *mut c_void;
     fn vmm_shim_waiter_destroy(w: *mut c_void);
     fn vmm_shim_waiter_arm(w: *mut c_void, ns: u64);
+    fn vmm_shim_waiter_queued(w: *mut c_void) -> bool;
+    fn vmm_shim_waiter_woken(w: *mut c_void) -> bool;
+    fn vmm_shim_poll_should_stop() -> bool;
+    fn vmm_shim_halt_poll_ns() -> u32;
     fn vmm_shim_waiter_disarm(w: *mut c_void);
     fn vmm_shim_waiter_wait(w: *mut c_void) -> i32;
     fn vmm_shim_waiter_clear(w: *mut c_void);
@@ -62,6 +67,26 @@ pub(super) unsafe fn waiter_destroy(w: *mut c_void) {
 pub(super) fn waiter_arm(w: *mut c_void, ns: u64) {
     // SAFETY: `w` is a live waiter (Waiter owns it).
     unsafe { vmm_shim_waiter_arm(w, ns) }
+}
+
+pub(super) fn waiter_woken(w: *mut c_void) -> bool {
+    // SAFETY: `w` is a live waiter (Waiter owns it).
+    unsafe { vmm_shim_waiter_woken(w) }
+}
+
+pub(super) fn poll_should_stop() -> bool {
+    // SAFETY: reads the current task's and CPU's state.
+    unsafe { vmm_shim_poll_should_stop() }
+}
+
+pub(super) fn halt_poll_ns() -> u64 {
+    // SAFETY: reads a module parameter.
+    unsafe { vmm_shim_halt_poll_ns() as u64 }
+}
+
+pub(super) fn waiter_queued(w: *mut c_void) -> bool {
+    // SAFETY: `w` is a live waiter (Waiter owns it).
+    unsafe { vmm_shim_waiter_queued(w) }
 }
 
 pub(super) fn waiter_disarm(w: *mut c_void) {
@@ -139,6 +164,11 @@ pub(super) unsafe fn put_page(p: *mut u8) {
     unsafe { vmm_shim_put_page(p) }
 }
 
+pub(super) fn kvm_on() -> bool {
+    // SAFETY: registers and removes a probe device; no other effect.
+    unsafe { vmm_shim_kvm_on() }
+}
+
 pub(super) fn counters() -> (u64, u64, u64) {
     let (mut o, mut p, mut g) = (0, 0, 0);
     // SAFETY: the shim writes the three counters through valid pointers.
@@ -161,18 +191,18 @@ pub(super) fn cond_resched() {
     unsafe { vmm_shim_cond_resched() }
 }
 
-/// Prepares this CPU to enter a guest: the current task's FP/SIMD state is
-/// saved by the kernel (so the guest may use the registers), then
-/// interrupts are masked. Returns the CPU number.
-pub(super) fn guest_enter() -> u32 {
-    // SAFETY: paired with guest_exit by the caller, in process context.
-    unsafe { vmm_shim_guest_enter() }
+/// Prepares this CPU to enter a guest: with `fp`, the current task's
+/// FP/SIMD state is saved by the kernel (so the guest may use the
+/// registers); then interrupts are masked. Returns the CPU number.
+pub(super) fn guest_enter(fp: bool) -> u32 {
+    // SAFETY: paired with guest_exit (same `fp`) by the caller, in process context.
+    unsafe { vmm_shim_guest_enter(fp) }
 }
 
 /// Undoes [`guest_enter`]: a pending host interrupt is taken now.
-pub(super) fn guest_exit() {
+pub(super) fn guest_exit(fp: bool) {
     // SAFETY: paired with guest_enter.
-    unsafe { vmm_shim_guest_exit() }
+    unsafe { vmm_shim_guest_exit(fp) }
 }
 
 pub(super) fn kick_cpu(cpu: u32) {

@@ -95,6 +95,10 @@ pub(super) fn module_put() {
     MODULE_REFS.with(|r| *r.borrow_mut() -= 1);
 }
 
+pub(super) fn kvm_on() -> bool {
+    false
+}
+
 pub(super) fn counters() -> (u64, u64, u64) {
     (0, 0, 0)
 }
@@ -164,11 +168,11 @@ pub(super) fn signal_pending() -> bool {
 
 pub(super) fn cond_resched() {}
 
-pub(super) fn guest_enter() -> u32 {
+pub(super) fn guest_enter(_fp: bool) -> u32 {
     0
 }
 
-pub(super) fn guest_exit() {}
+pub(super) fn guest_exit(_fp: bool) {}
 
 pub(super) fn kick_cpu(_cpu: u32) {}
 
@@ -200,6 +204,23 @@ pub(super) unsafe fn waiter_destroy(w: *mut core::ffi::c_void) {
 pub(super) fn waiter_arm(_w: *mut core::ffi::c_void, _ns: u64) {}
 
 pub(super) fn waiter_disarm(_w: *mut core::ffi::c_void) {}
+
+pub(super) fn waiter_woken(w: *mut core::ffi::c_void) -> bool {
+    // SAFETY: live, from waiter_create.
+    unsafe { &*(w as *const AtomicBool) }.load(Ordering::SeqCst)
+}
+
+pub(super) fn poll_should_stop() -> bool {
+    true
+}
+
+pub(super) fn halt_poll_ns() -> u64 {
+    0
+}
+
+pub(super) fn waiter_queued(_w: *mut core::ffi::c_void) -> bool {
+    false
+}
 
 pub(super) fn waiter_clear(w: *mut core::ffi::c_void) {
     // SAFETY: live, from waiter_create.

@@ -78,6 +78,17 @@ pub fn totalram_bytes() -> u64 {
     sys::totalram_bytes()
 }
 
+/// Whether a thread spinning for a wake should stop: another task wants
+/// this CPU, or a signal is pending.
+pub fn poll_should_stop() -> bool {
+    sys::poll_should_stop()
+}
+
+/// The `halt_poll_ns` module parameter (see `vcpu::run`).
+pub fn halt_poll_ns() -> u64 {
+    sys::halt_poll_ns()
+}
+
 /// Whether the current task has a signal to handle.
 pub fn signal_pending() -> bool {
     sys::signal_pending()
@@ -90,13 +101,13 @@ pub fn cond_resched() {
 
 /// Prepares this CPU to enter a guest (FP/SIMD state saved, interrupts
 /// masked); returns the CPU number.
-pub fn guest_enter() -> u32 {
-    sys::guest_enter()
+pub fn guest_enter(fp: bool) -> u32 {
+    sys::guest_enter(fp)
 }
 
-/// Undoes [`guest_enter`].
-pub fn guest_exit() {
-    sys::guest_exit()
+/// Undoes [`guest_enter`] (with the same `fp`).
+pub fn guest_exit(fp: bool) {
+    sys::guest_exit(fp)
 }
 
 /// Interrupts CPU `cpu`, so a guest running there exits.
@@ -139,6 +150,12 @@ pub fn module_get() {
 /// Drops a reference taken by [`module_get`].
 pub fn module_put() {
     sys::module_put()
+}
+
+/// Whether KVM is initialised (it registered `/dev/kvm`): under VHE it then
+/// owns the CPU's virtualization state.
+pub fn kvm_on() -> bool {
+    sys::kvm_on()
 }
 
 /// What the module holds now: (kernel objects, pages, guest pages).

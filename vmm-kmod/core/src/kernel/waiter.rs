@@ -32,6 +32,16 @@ impl Waiter {
         sys::waiter_arm(self.0, ns)
     }
 
+    /// Whether a wake came since [`Waiter::clear`].
+    pub fn woken(&self) -> bool {
+        sys::waiter_woken(self.0)
+    }
+
+    /// Whether its timer is set and has not fired.
+    pub fn queued(&self) -> bool {
+        sys::waiter_queued(self.0)
+    }
+
     /// Cancels the timer.
     pub fn disarm(&self) {
         sys::waiter_disarm(self.0)

@@ -12,12 +12,25 @@ use super::{level_index, level_shift, TableAlloc, ADDR_MASK, DESC_AF, DESC_TABLE
 
 /// Stage-2 MemAttr[3:0] = 0b1111: Normal, outer and inner write-back.
 const MEMATTR_NORMAL_WB: u64 = 0xf << 2;
+/// S2AP = 0b01: read only.
+const S2AP_RO: u64 = 1 << 6;
 /// S2AP = 0b11: read and write.
 const S2AP_RW: u64 = 3 << 6;
 /// Inner shareable.
 const SH_INNER: u64 = 3 << 8;
+/// XN[1:0] = 0b10: not executable at EL1 or EL0.
+const S2_XN: u64 = 2 << 53;
 /// A valid level-3 page descriptor's attributes for guest RAM.
 pub const S2_PAGE_RAM: u64 = DESC_VALID | DESC_TABLE | MEMATTR_NORMAL_WB | S2AP_RW | SH_INNER | DESC_AF;
+
+/// A valid level-3 page descriptor's attributes for a mapping the guest
+/// may write (`write`) and execute (`exec`) or not. Reads are always
+/// allowed: a mapping without them is refused before it gets here.
+pub const fn s2_page(write: bool, exec: bool) -> u64 {
+    let ap = if write { S2AP_RW } else { S2AP_RO };
+    let xn = if exec { 0 } else { S2_XN };
+    DESC_VALID | DESC_TABLE | MEMATTR_NORMAL_WB | ap | SH_INNER | DESC_AF | xn
+}
 /// Software bit of an invalid descriptor: a page is allocated at its address
 /// but not yet made visible to the guest.
 pub const SW_ALLOCATED: u64 = 1 << 55;
@@ -188,6 +201,27 @@ impl Stage2 {
         }
     }
 
+    /// Calls `f` with each level-3 descriptor of the pages in
+    /// `[start, end)` that have one (tables that do not exist are skipped,
+    /// none are made), in IPA order; `f` may change them.
+    pub fn for_each_desc_in(&mut self, alloc: &mut impl TableAlloc, start: u64, end: u64, mut f: impl FnMut(&mut u64)) {
+        // What one level-3 table covers: a missing table skips that much.
+        const L3_SPAN: u64 = 1 << 21;
+        let end = end.min(self.geo.ipa_limit());
+        let mut ipa = start & !(super::PAGE_SIZE - 1);
+        while ipa < end {
+            match self.leaf_entry(alloc, ipa, false) {
+                // SAFETY: a live descriptor of ours; callers hold the memory lock.
+                Ok(Some(e)) => f(unsafe { &mut *e }),
+                _ => {
+                    ipa = (ipa | (L3_SPAN - 1)) + 1;
+                    continue;
+                }
+            }
+            ipa += super::PAGE_SIZE;
+        }
+    }
+
     /// Calls `f` with every level-3 descriptor that holds a page (allocated
     /// or mapped), in IPA order. The tables are not changed.
     pub fn for_each_leaf(&self, alloc: &mut impl TableAlloc, mut f: impl FnMut(Leaf)) {
@@ -284,6 +318,40 @@ mod tests {
             assert_eq!(pages, vec![0x1234_5000, 0x5555_5000]);
             assert_eq!(a.live, 0, "{bits}-bit: every table freed");
         }
+    }
+
+    #[test]
+    fn page_attributes_follow_the_protection() {
+        assert_eq!(s2_page(true, true), S2_PAGE_RAM);
+        let ro = s2_page(false, true);
+        assert_eq!((ro >> 6) & 3, 0b01, "S2AP read-only");
+        assert_eq!((ro >> 53) & 3, 0, "executable");
+        let rw_xn = s2_page(true, false);
+        assert_eq!(((rw_xn >> 6) & 3, (rw_xn >> 53) & 3), (0b11, 0b10));
+        assert_eq!(Leaf::from_desc(0x8000_1000 | ro), Leaf::Mapped(0x8000_1000), "XN is not address");
+    }
+
+    #[test]
+    fn a_range_visit_skips_missing_tables() {
+        let mut a = HeapAlloc::default();
+        let mut s2 = Stage2::new(&mut a, Geometry::new(40)).unwrap();
+        for ipa in [0x0400_0000u64, 0x0400_1000, 0x0420_0000] {
+            let e = s2.leaf_entry(&mut a, ipa, true).unwrap().unwrap();
+            // SAFETY: a live descriptor.
+            unsafe { *e = (ipa + 0x1_0000_0000) | S2_PAGE_RAM };
+        }
+        let tables = a.live;
+        let mut seen = vec![];
+        s2.for_each_desc_in(&mut a, 0x0400_0000, 0x0800_0000, |d| {
+            if let Leaf::Mapped(pa) = Leaf::from_desc(*d) {
+                seen.push(pa);
+                *d = pa | SW_ALLOCATED;
+            }
+        });
+        assert_eq!(seen, [0x1_0400_0000, 0x1_0400_1000, 0x1_0420_0000]);
+        assert_eq!(a.live, tables, "no table made");
+        assert_eq!(s2.lookup(&mut a, 0x0400_1000), Leaf::Allocated(0x1_0400_1000));
+        s2.destroy(&mut a, |_| {});
     }
 
     #[test]

@@ -113,6 +113,9 @@ mod tests {
         fn is_ram(&self, _: u64) -> bool {
             unreachable!()
         }
+        fn is_read_only(&self, _: u64) -> bool {
+            unreachable!()
+        }
         fn fault_in(&mut self, _: u64) -> bool {
             unreachable!()
         }
@@ -128,7 +131,7 @@ mod tests {
         fn counter(&self) -> u64 {
             unreachable!()
         }
-        fn host_id_reg(&self, _: u32, _: u32) -> u64 {
+        fn id_reg(&self, _: u32, _: u32) -> u64 {
             unreachable!()
         }
         fn clean_guest_memory(&mut self) {

@@ -116,6 +116,10 @@ pub const EL2_FLAG_DEBUG: u64 = 2;
 /// [`El2Regs::flags`]: the CPUs have HCRX_EL2 (FEAT_HCX): switch it. Set
 /// when the vCPU is made and kept; the other flags are for one entry.
 pub const EL2_FLAG_HCRX: u64 = 4;
+/// [`El2Regs::flags`]: switch the FP/SIMD registers for this entry (the
+/// guest uses them; without it CPTR_EL2 traps them and EL2 leaves the
+/// host's in place).
+pub const EL2_FLAG_FP: u64 = 8;
 
 /// What EL2 recorded about a guest exit.
 #[repr(C)]
@@ -129,6 +133,10 @@ pub struct ExitRegs {
     pub far: u64,
     /// HPFAR_EL2.
     pub hpfar: u64,
+    /// Hypercalls EL2 answered itself since the kernel last took the count.
+    pub el2_hvcs: u64,
+    /// Keeps the size a multiple of 16.
+    pub pad: u64,
 }
 
 /// The guest's GICv3 virtual CPU interface state.
@@ -241,7 +249,7 @@ impl Context {
                 hcrx: 0,
                 pad: 0,
             },
-            exit: ExitRegs { kind: 0, esr: 0, far: 0, hpfar: 0 },
+            exit: ExitRegs { kind: 0, esr: 0, far: 0, hpfar: 0, el2_hvcs: 0, pad: 0 },
             vgic: VgicRegs { nr_lrs: 0, hcr: 0, vmcr: 0, ap0r: 0, ap1r: 0, pad: 0, lrs: [0; 16] },
             fp: FpRegs { v: [0; 32], fpcr: 0, fpsr: 0 },
             ptimer: [0; 2],
@@ -357,11 +365,23 @@ pub mod off {
     pub const EXIT_ESR: usize = offset_of!(ExitRegs, esr);
     /// In [`ExitRegs`].
     pub const EXIT_HPFAR: usize = offset_of!(ExitRegs, hpfar);
+    /// In [`ExitRegs`], from the context's start.
+    pub const EXIT_EL2_HVCS: usize = EXIT + offset_of!(ExitRegs, el2_hvcs);
 
     /// Per-CPU hyp page: the stub's VBAR_EL2 (written by the probe).
     pub const HYP_STUB_VBAR: usize = 0;
-    /// Per-CPU hyp page: PA of the running guest's context.
+    /// Per-CPU hyp page: address of the running guest's context (PA without
+    /// VHE, the kernel's address with it).
     pub const HYP_GUEST: usize = 8;
+    /// Per-CPU hyp page, VHE: the kernel's stack pointer while a guest runs.
+    pub const HYP_VHE_SP: usize = 16;
+    /// Per-CPU hyp page, VHE: the kernel's TPIDR_EL2 (its per-CPU offset),
+    /// which holds the hyp page's address while a guest runs.
+    pub const HYP_VHE_TPIDR: usize = 24;
+    /// Per-CPU hyp page, VHE: the kernel's VBAR_EL2 while a guest runs.
+    pub const HYP_VHE_VBAR: usize = 32;
+    /// Per-CPU hyp page, VHE: the caller's DAIF.
+    pub const HYP_VHE_DAIF: usize = 40;
     /// Per-CPU hyp page: the host context.
     pub const HYP_HOST: usize = 64;
     /// Per-CPU hyp page: size, the EL2 stack grows down from here.
@@ -379,6 +399,7 @@ pub mod off {
     const _: () = assert!(DBG_BVR == 16 && DEBUG.is_multiple_of(8) && DEBUG + DBG_WCR < 4096);
     // The host context and a 256-byte EL2 stack fit the hyp page.
     const _: () = assert!(HYP_HOST + size_of::<Context>() + 256 <= HYP_PAGE_END);
+    const _: () = assert!(HYP_VHE_DAIF + 8 <= HYP_HOST);
     const _: () = assert!(size_of::<Context>().is_multiple_of(16));
 }
 

@@ -27,6 +27,9 @@ pub type Encoding = (u32, u32, u32, u32, u32);
 pub trait Env {
     /// Whether `ipa` is guest RAM.
     fn is_ram(&self, ipa: u64) -> bool;
+    /// Whether `ipa` is guest memory mapped read-only (a boot ROM): guest
+    /// writes to it are emulated by userspace.
+    fn is_read_only(&self, ipa: u64) -> bool;
     /// Maps the page at `ipa` for the guest; false when the host has no memory.
     fn fault_in(&mut self, ipa: u64) -> bool;
     /// An access the kernel emulates itself (the vGIC's frames):
@@ -39,8 +42,9 @@ pub trait Env {
     fn send_sgi(&mut self, value: u64);
     /// The physical count (CNTPCT) now, for the emulated physical timer.
     fn counter(&self) -> u64;
-    /// The host's ID register S3_0_C0_C`crm`_`op2`.
-    fn host_id_reg(&self, crm: u32, op2: u32) -> u64;
+    /// The guest's view of ID register S3_0_C0_C`crm`_`op2`
+    /// ([`idregs::sanitise`] of the host's).
+    fn id_reg(&self, crm: u32, op2: u32) -> u64;
     /// Cleans and invalidates every page the guest has mapped to the point
     /// of coherency (what a set/way flush of all caches would achieve).
     fn clean_guest_memory(&mut self);
@@ -57,6 +61,9 @@ pub enum Outcome {
     Wfi,
     /// Return to userspace with the exit filled in.
     ToUser,
+    /// The guest's first FP/SIMD instruction since its registers were last
+    /// the host's: switch them in and run it again.
+    FpFirstUse,
 }
 
 /// What must happen when userspace runs the vCPU again.
@@ -136,10 +143,12 @@ fn handle_sync(
         ec::IABT_LOW => {
             stats.inc(Stat::InstAbort);
             let ipa = fault_ipa(ctx.exit.hpfar, ctx.exit.far);
-            if mem.is_ram(ipa) && esr.is_translation_fault() {
-                return fault_in(ctx, mem, stats, out, ipa);
+            match (mem.is_ram(ipa), esr.is_translation_fault()) {
+                (true, true) => fault_in(ctx, mem, stats, out, ipa),
+                // A fetch from memory mapped without execute permission.
+                (true, false) => hyp(ctx, out, hyp_reason::SYNC),
+                (false, _) => hyp(ctx, out, hyp_reason::IABT_OUTSIDE_MEMORY),
             }
-            hyp(ctx, out, hyp_reason::IABT_OUTSIDE_MEMORY)
         }
         ec::SYS64 => {
             stats.inc(Stat::Sysreg);
@@ -158,6 +167,11 @@ fn handle_sync(
             } else {
                 Outcome::Yield
             }
+        }
+        // CPTR_EL2 traps FP/SIMD until the guest uses it (see run.rs).
+        ec::FP_ASIMD => {
+            stats.inc(Stat::FpFirstUse);
+            Outcome::FpFirstUse
         }
         // Features the guest is not given: SVE, pointer authentication.
         ec::SVE | ec::PAC => {
@@ -226,7 +240,11 @@ fn data_abort(
     esr: Esr,
 ) -> Outcome {
     let ipa = fault_ipa(ctx.exit.hpfar, ctx.exit.far);
-    if mem.is_ram(ipa) {
+    // A write to read-only memory (a boot ROM, a flash bank in read-array
+    // mode) is the device's to handle, like MMIO: a flash command. Cache
+    // maintenance also reads as a write here; it is skipped below.
+    let rom_write = esr.wnr() && !esr.s1ptw() && mem.is_read_only(ipa);
+    if mem.is_ram(ipa) && !rom_write {
         if esr.is_translation_fault() {
             return fault_in(ctx, mem, stats, out, ipa);
         }
@@ -336,7 +354,7 @@ fn sysreg(ctx: &mut Context, env: &mut impl Env, stats: &Stats, esr: Esr) -> Out
             stats.inc(Stat::Undef);
             return Outcome::Resume;
         }
-        ctx.set_reg(rt, idregs::sanitise(crm, op2, env.host_id_reg(crm, op2)));
+        ctx.set_reg(rt, env.id_reg(crm, op2));
         return sysreg_done(ctx, stats);
     }
     // CNTP_TVAL_EL0, CNTP_CTL_EL0, CNTP_CVAL_EL0 (op0 3, op1 3, CRn 14,
@@ -435,7 +453,10 @@ mod tests {
 
     impl Env for Mem {
         fn is_ram(&self, ipa: u64) -> bool {
-            ipa >= self.ram.0 && ipa < self.ram.1
+            ipa >= self.ram.0 && ipa < self.ram.1 || self.is_read_only(ipa)
+        }
+        fn is_read_only(&self, ipa: u64) -> bool {
+            ipa < 0x0400_0000 // a boot ROM at 0
         }
         fn fault_in(&mut self, ipa: u64) -> bool {
             self.faults.push(ipa);
@@ -456,8 +477,8 @@ mod tests {
         fn counter(&self) -> u64 {
             1_000_000
         }
-        fn host_id_reg(&self, crm: u32, op2: u32) -> u64 {
-            crate::arch::id_reg(crm, op2)
+        fn id_reg(&self, crm: u32, op2: u32) -> u64 {
+            idregs::sanitise(crm, op2, crate::arch::id_reg(crm, op2))
         }
         fn clean_guest_memory(&mut self) {
             self.cleans += 1;
@@ -655,6 +676,39 @@ mod tests {
         assert_eq!(run(&mut c, &mut mem()).0, Outcome::ToUser);
         let mut c = exit(0x9380_0006, 0x0a00_0050, 0x0a00_0050);
         assert_eq!(run(&mut c, &mut mem()).0, Outcome::ToUser);
+    }
+
+    #[test]
+    fn writes_to_read_only_memory_go_to_userspace() {
+        let mut m = mem();
+        // str w2, [0x1000] with the page mapped read-only (permission fault, L3).
+        let mut c = exit(0x9382_004f, 0x1000, 0x1000);
+        c.x[2] = 0x98;
+        let (o, out, mut p) = run(&mut c, &mut m);
+        assert_eq!((o, out.exitcode), (Outcome::ToUser, exitcode::INST_EMUL));
+        let ie = out.inst_emul();
+        assert_eq!((ie.gpa, ie.write, ie.data, ie.access_size), (0x1000, true, 0x98, 4));
+        complete(&mut c, &mut p, None);
+        assert_eq!(c.pc, 0x4000_1004);
+        // Not yet mapped (translation fault): the same, nothing faulted in.
+        let mut c = exit(0x9382_0047, 0x2000, 0x2000);
+        assert_eq!(run(&mut c, &mut m).1.exitcode, exitcode::INST_EMUL);
+        assert!(m.faults.is_empty());
+        // Reads and fetches fault the page in, as RAM.
+        let mut c = exit(0x9380_0007, 0x3000, 0x3000); // ldr w0 (translation)
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Resume);
+        let mut c = exit(0x8200_0007, 0, 0x4000); // fetch
+        assert_eq!(run(&mut c, &mut m).0, Outcome::Resume);
+        assert_eq!(m.faults, vec![0x3000, 0x4000]);
+        // A store pair (ISV=0) to it: userspace decodes it from the instruction.
+        let mut c = exit(0x9200_004f, 0x1000, 0x1000);
+        assert_eq!(run(&mut c, &mut m).1.hyp().exception_nr, hyp_reason::DABT_NO_SYNDROME);
+        // dc ivac (CM, WnR): skipped.
+        let mut c = exit(0x9200_014f, 0x1000, 0x1000);
+        assert_eq!((run(&mut c, &mut m).0, c.pc), (Outcome::Resume, 0x4000_1004));
+        // A write to RAM that faults for permission is still not for userspace.
+        let mut c = exit(0x9382_004f, 0x4000_0000, 0x4000_0000);
+        assert_eq!(run(&mut c, &mut m).1.hyp().exception_nr, hyp_reason::SYNC);
     }
 
     #[test]

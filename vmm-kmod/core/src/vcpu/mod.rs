@@ -11,6 +11,7 @@ pub mod stats;
 pub mod timer;
 
 use crate::errno::{Errno, EBUSY, EINVAL};
+use crate::hyp::HostMode;
 use context::{Context, Sys};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
@@ -49,19 +50,44 @@ pub const GUEST_HCR: u64 = 1 << 0
 /// where they would reach the host's records; they read as zero).
 pub const HCR_TERR: u64 = 1 << 36;
 
-/// HCR_EL2 for a guest on this host: [`GUEST_HCR`], and TERR where the CPU
-/// has RAS (the bit is RES0 elsewhere). `pfr0` is ID_AA64PFR0_EL1.
-pub fn guest_hcr(pfr0: u64) -> u64 {
+/// HCR_EL2.E2H: EL2 is the host kernel's (VHE); it stays set while the
+/// guest runs (clearing it would change the regime the kernel runs in).
+pub const HCR_E2H: u64 = 1 << 34;
+
+/// HCR_EL2 for a guest on this host: [`GUEST_HCR`], TERR where the CPU has
+/// RAS (the bit is RES0 elsewhere), E2H on a VHE host. `pfr0` is
+/// ID_AA64PFR0_EL1.
+pub fn guest_hcr(pfr0: u64, mode: HostMode) -> u64 {
+    let mut hcr = GUEST_HCR;
     if (pfr0 >> 28) & 0xf != 0 {
-        GUEST_HCR | HCR_TERR
-    } else {
-        GUEST_HCR
+        hcr |= HCR_TERR;
     }
+    if mode == HostMode::Vhe {
+        hcr |= HCR_E2H;
+    }
+    hcr
 }
 
-/// CPTR_EL2 while a guest runs: RES1 bits with SVE (TZ) and SME (TSM)
-/// trapped, trace (TTA) and activity monitors (TAM) trapped, FP/SIMD free.
-pub const GUEST_CPTR: u64 = 0x32ff | 1 << 20 | 1 << 30;
+/// CPTR_EL2 while a guest runs, without VHE: RES1 bits with SVE (TZ, bit
+/// 8) and SME (TSM) trapped, trace (TTA) and activity monitors (TAM)
+/// trapped, FP/SIMD free.
+pub const GUEST_CPTR: u64 = 0x33ff | 1 << 20 | 1 << 30;
+/// The same with E2H set, where CPTR_EL2 has CPACR_EL1's layout: FP/SIMD
+/// free (FPEN 0b11), SVE (ZEN) and SME (SMEN) trapped (0b00), trace (TTA,
+/// bit 28) and activity monitors (TAM) trapped.
+pub const GUEST_CPTR_VHE: u64 = 3 << 20 | 1 << 28 | 1 << 30;
+
+/// CPTR_EL2 for a guest on a host of `mode`, with its FP/SIMD registers
+/// switched in (`fp`) or trapped until it first uses them (TFP without
+/// E2H; FPEN 0b00 with it).
+pub fn guest_cptr(mode: HostMode, fp: bool) -> u64 {
+    match (mode, fp) {
+        (HostMode::Nvhe, true) => GUEST_CPTR,
+        (HostMode::Nvhe, false) => GUEST_CPTR | 1 << 10,
+        (HostMode::Vhe, true) => GUEST_CPTR_VHE,
+        (HostMode::Vhe, false) => GUEST_CPTR_VHE & !(3 << 20),
+    }
+}
 /// MDCR_EL2 traps while a guest runs: PMU (TPM, TPMCR), SPE (TPMS), debug
 /// registers, OS lock and ROM (TDA, TDOSA, TDRA), trace filter (TTRF).
 pub const GUEST_MDCR: u64 = 1 << 5 | 1 << 6 | 1 << 9 | 1 << 10 | 1 << 11 | 1 << 14 | 1 << 19;
@@ -92,9 +118,16 @@ pub struct VcpuState {
     pub last_cpu: i32,
     /// How many list registers the last entry filled (to read back).
     pub listed: usize,
-    /// The vGIC generation at which this vCPU last had nothing to be shown
-    /// (0: unknown); while it stands, entries skip the list-register scan.
-    pub quiet_at: u64,
+    /// The (physical count, host CPU) its waiter's timer was last set for
+    /// on entry, so the next entry need not set it again.
+    pub armed: (u64, i32),
+    /// What its last list-register flush found (see `Vm::vgic_flush`).
+    pub quiet: crate::vm::Quiet,
+    /// The guest used FP/SIMD since it last slept or returned to
+    /// userspace: its registers are switched on each entry. Until then
+    /// they trap (CPTR_EL2), and an entry costs no FP switch and no save of
+    /// the host task's FP state.
+    pub fp_used: bool,
 }
 
 /// A vCPU.
@@ -134,13 +167,14 @@ impl Vcpu {
     /// vCPU `id`, not yet active, with the EL2 setup of its VM.
     pub fn new(id: usize, vttbr: u64, vtcr: u64, cntvoff: u64, midr: u64) -> Result<Self, Errno> {
         let mut ctx = Context::zeroed();
-        ctx.el2.hcr = guest_hcr(crate::kernel::sanitised_id_reg(4, 0));
+        let mode = crate::hyp::HYP.mode();
+        ctx.el2.hcr = guest_hcr(crate::kernel::sanitised_id_reg(4, 0), mode);
         ctx.el2.vttbr = vttbr;
         ctx.el2.vtcr = vtcr;
         ctx.el2.cntvoff = cntvoff;
         ctx.el2.vpidr = midr;
         ctx.el2.vmpidr = mpidr_of(id);
-        ctx.el2.cptr = GUEST_CPTR;
+        ctx.el2.cptr = guest_cptr(mode, false);
         ctx.el2.mdcr = GUEST_MDCR;
         // Breakpoint counts every CPU has: EL2 switches that many on any.
         debug::init(&mut ctx, crate::kernel::sanitised_id_reg(5, 0));
@@ -160,7 +194,9 @@ impl Vcpu {
                 active: false,
                 last_cpu: -1,
                 listed: 0,
-                quiet_at: 0,
+                quiet: Default::default(),
+                armed: run::NOT_ARMED,
+                fp_used: false,
             }),
             stats: Stats::new(),
             waiter,
@@ -236,7 +272,8 @@ impl VcpuGuard<'_> {
         debug::reset(&mut self.ctx);
         self.ctx.vgic = Default::default();
         self.listed = 0;
-        self.quiet_at = 0;
+        self.quiet = Default::default();
+        self.fp_used = false;
         self.ctx.pstate = RESET_PSTATE;
         self.ctx.set_sys(Sys::Sctlr, RESET_SCTLR);
         self.pending = Pending::None;
@@ -349,8 +386,10 @@ mod tests {
         assert_eq!((g.ctx.debug.nbrp, g.ctx.debug.nwrp), counts);
         assert_eq!((g.get(VmReg::MDSCR_EL1), g.ctx.debug.os_lock), (Ok(0), 1));
         assert_eq!(g.ctx.el2.hcr & cache::HCR_TVM, 0, "no set/way sequence carried over");
-        assert_eq!(guest_hcr(0x1000_2222) & HCR_TERR, HCR_TERR, "RAS: records trapped");
-        assert_eq!(guest_hcr(0x0000_0000_0000_2222), GUEST_HCR);
+        assert_eq!(guest_hcr(0x1000_2222, HostMode::Nvhe) & HCR_TERR, HCR_TERR, "RAS: records trapped");
+        assert_eq!(guest_hcr(0x0000_0000_0000_2222, HostMode::Nvhe), GUEST_HCR);
+        assert_eq!(guest_hcr(0x2222, HostMode::Vhe), GUEST_HCR | HCR_E2H, "VHE: E2H stays set");
+        assert_eq!(guest_hcr(0x2222, HostMode::Vhe) & (1 << 27), 0, "TGE clear: the guest's EL1&0 regime");
         assert_eq!(mpidr_of(17), 0x8000_0101);
     }
 
@@ -388,5 +427,33 @@ mod tests {
         assert_eq!(v.try_lock().err(), Some(EBUSY));
         drop(g);
         assert!(v.try_lock().is_ok());
+    }
+}
+
+#[cfg(test)]
+mod cptr_tests {
+    use super::*;
+
+    /// The two layouts of CPTR_EL2 trap the same things: FP free, SVE, SME,
+    /// trace and activity monitors trapped.
+    #[test]
+    fn cptr_traps_the_same_in_both_layouts() {
+        // Without E2H: TFP (10) clear, TZ (8), TSM (12), TTA (20), TAM (30) set.
+        let n = guest_cptr(HostMode::Nvhe, true);
+        assert_eq!((n >> 10) & 1, 0);
+        assert_eq!((n >> 8) & 1, 1);
+        assert_eq!((n >> 12) & 1, 1);
+        assert_eq!((n >> 20) & 1, 1);
+        assert_eq!((n >> 30) & 1, 1);
+        // With E2H: FPEN (21:20) 0b11, ZEN (17:16) and SMEN (25:24) 0b00, TTA (28), TAM (30).
+        let v = guest_cptr(HostMode::Vhe, true);
+        assert_eq!((v >> 20) & 3, 3);
+        assert_eq!((v >> 16) & 3, 0);
+        assert_eq!((v >> 24) & 3, 0);
+        assert_eq!((v >> 28) & 1, 1);
+        assert_eq!((v >> 30) & 1, 1);
+        // Until the guest's first use, FP traps too, nothing else changes.
+        assert_eq!(guest_cptr(HostMode::Nvhe, false), n | 1 << 10);
+        assert_eq!(guest_cptr(HostMode::Vhe, false), v & !(3 << 20));
     }
 }

@@ -45,10 +45,15 @@ pub enum Stat {
     MemoryClean,
     /// MMIO writes completed in the kernel by an ioeventfd.
     Ioeventfd,
+    /// Hypercalls answered at EL2, without leaving it (SMCCC discovery).
+    El2Hvc,
+    /// First uses of FP/SIMD by the guest since its last sleep or return
+    /// to userspace (the registers are switched only from then on).
+    FpFirstUse,
 }
 
 /// Number of counters.
-pub const STAT_COUNT: usize = 19;
+pub const STAT_COUNT: usize = 21;
 
 /// Names, as `bhyvectl --get-stats` prints them.
 pub const STAT_NAMES: [&str; STAT_COUNT] = [
@@ -71,6 +76,8 @@ pub const STAT_NAMES: [&str; STAT_COUNT] = [
     "set/way cache operations",
     "guest memory cleaned to poc",
     "mmio writes completed by ioeventfd",
+    "hypercalls answered at el2",
+    "fp/simd first uses trapped",
 ];
 
 /// One vCPU's counters.
@@ -85,6 +92,13 @@ impl Stats {
     /// Counts one.
     pub fn inc(&self, s: Stat) {
         self.0[s as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts `n`.
+    pub fn add(&self, s: Stat, n: u64) {
+        if n != 0 {
+            self.0[s as usize].fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// The value of counter `i`.

@@ -62,6 +62,11 @@ impl Timer {
     }
 }
 
+/// Converts nanoseconds to counter ticks at `freq` Hz (rounded down).
+pub fn ns_to_ticks(ns: u64, freq: u64) -> u64 {
+    ((ns as u128 * freq as u128) / 1_000_000_000).min(u64::MAX as u128) as u64
+}
+
 /// Converts a distance in counter ticks to nanoseconds at `freq` Hz.
 pub fn ticks_to_ns(ticks: u64, freq: u64) -> u64 {
     if freq == 0 {

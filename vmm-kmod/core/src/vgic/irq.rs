@@ -1,7 +1,7 @@
 //! The state of one virtual interrupt.
 
 /// One interrupt's state, as the distributor or a redistributor holds it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Irq {
     /// Enabled (ISENABLER/ICENABLER).
     pub enabled: bool,
@@ -20,6 +20,26 @@ pub struct Irq {
     pub priority: u8,
     /// For SPIs: IROUTER (affinity and the IRM bit).
     pub route: u64,
+}
+
+/// At reset: disabled, level-sensitive, priority 0, and in non-secure
+/// group 1, as secure firmware leaves the GIC for the non-secure world on
+/// a machine with EL3, and as KVM's GICv3 starts: a guest has no secure
+/// side to move them there, and firmware made for KVM (EDK2's ArmVirtQemu)
+/// never writes IGROUPR.
+impl Default for Irq {
+    fn default() -> Self {
+        Irq {
+            enabled: false,
+            pending_latch: false,
+            line: false,
+            active: false,
+            edge: false,
+            group1: true,
+            priority: 0,
+            route: 0,
+        }
+    }
 }
 
 impl Irq {

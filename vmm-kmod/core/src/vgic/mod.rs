@@ -55,9 +55,10 @@ pub struct Vgic {
     pub dist: Dist,
     /// One redistributor per vCPU that has one.
     pub redists: [Redist; VM_MAXCPU],
-    /// Bumped by every change that could show a vCPU something new, so an
-    /// entry that finds it unchanged (and nothing listed) skips the scan.
-    generation: u64,
+    /// A bit per vCPU that a change may show something new: an entry whose
+    /// bit is clear (and that had nothing listed) skips the scan. Taken by
+    /// the VM, which publishes the bits outside the lock (`Vm::vgic_lock`).
+    dirty: u64,
 }
 
 impl Vgic {
@@ -92,7 +93,7 @@ impl Vgic {
         self.dist_base = d.dist_start;
         self.redist_base = d.redist_start;
         self.nr_redists = nr.min(VM_MAXCPU);
-        self.generation = 1;
+        self.dirty = u64::MAX;
         self.dist.enables = 0;
         self.dist.spis = [Default::default(); NR_SPIS];
         for (i, r) in self.redists.iter_mut().enumerate() {
@@ -103,24 +104,22 @@ impl Vgic {
     /// Emulates an access if `ipa` is in one of our frames: `Some(value)`
     /// (the value read, or 0 for a write), `None` if it is not ours.
     pub fn mmio(&mut self, ipa: u64, size: u8, write: bool, data: u64) -> Option<u64> {
-        if write {
-            self.generation += 1;
-        }
         if ipa.wrapping_sub(self.dist_base) < vmm_uapi::VGIC_DIST_SIZE {
             let off = ipa - self.dist_base;
             if write {
+                // The distributor's state is every vCPU's.
+                self.dirty = u64::MAX;
                 self.dist.write(off, size, data);
                 return Some(0);
             }
             return Some(self.dist.read(off, size));
         }
         let off = ipa.wrapping_sub(self.redist_base);
-        let r = self
-            .redists
-            .get_mut((off / REDIST_SIZE) as usize)
-            .filter(|_| off < self.nr_redists as u64 * REDIST_SIZE)?;
+        let n = (off / REDIST_SIZE) as usize;
+        let r = self.redists.get_mut(n).filter(|_| off < self.nr_redists as u64 * REDIST_SIZE)?;
         if write {
             r.write(off % REDIST_SIZE, size, data);
+            self.dirty |= 1 << n;
             Some(0)
         } else {
             Some(r.read(off % REDIST_SIZE, size))
@@ -133,10 +132,10 @@ impl Vgic {
     }
 
     /// The view of vCPU `vcpu` for list-register work; IRM-routed SPIs go
-    /// to vCPU 0.
+    /// to vCPU 0. Reading it changes nothing another vCPU sees (what it
+    /// moves is this vCPU's); whoever changes this vCPU's state with it
+    /// (a fold) marks it ([`Vgic::mark`]).
     pub fn view(&mut self, vcpu: usize) -> Option<View<'_>> {
-        // A view may change state (flush, fold): count it as a change.
-        self.generation += 1;
         if vcpu >= self.nr_redists {
             return None;
         }
@@ -151,7 +150,6 @@ impl Vgic {
     /// A guest's write of `value` to ICC_SGI1R_EL1 on vCPU `from`: pends
     /// the SGI on the vCPUs it names. Returns them as a bit mask.
     pub fn send_sgi(&mut self, from: usize, value: u64) -> u64 {
-        self.generation += 1;
         let intid = ((value >> sgir::INTID_SHIFT) & 0xf) as usize;
         let mut targets = 0u64;
         if value & sgir::IRM != 0 {
@@ -171,13 +169,15 @@ impl Vgic {
         for n in (0..self.nr_redists).filter(|n| targets & (1 << n) != 0) {
             self.redists[n].private[intid].pending_latch = true;
         }
+        self.dirty |= targets;
         targets
     }
 
     /// Sets the line of SPI `intid` (userspace devices).
     pub fn set_spi_line(&mut self, intid: u32, level: bool) -> Result<(), Errno> {
-        self.generation += 1;
         self.dist.spi_mut(intid as usize).ok_or(EINVAL)?.set_line(level);
+        // Routed to one vCPU or to any: shown to whichever looks.
+        self.dirty = u64::MAX;
         Ok(())
     }
 
@@ -186,7 +186,7 @@ impl Vgic {
     pub fn pulse_spi(&mut self, intid: u32) {
         if let Some(q) = self.dist.spi_mut(intid as usize) {
             q.pending_latch = true;
-            self.generation += 1;
+            self.dirty = u64::MAX;
         }
     }
 
@@ -202,14 +202,19 @@ impl Vgic {
         if let Some(q) = self.redists.get_mut(vcpu).and_then(|r| r.private.get_mut(intid as usize)) {
             if vcpu < self.nr_redists && q.line != level {
                 q.set_line(level);
-                self.generation += 1;
+                self.dirty |= 1 << vcpu;
             }
         }
     }
 
-    /// The change counter (see the field).
-    pub fn generation(&self) -> u64 {
-        self.generation
+    /// Marks vCPU `vcpu`'s state changed.
+    pub fn mark(&mut self, vcpu: usize) {
+        self.dirty |= 1 << (vcpu % 64);
+    }
+
+    /// The vCPUs changes may show something new since the last call.
+    pub fn take_dirty(&mut self) -> u64 {
+        core::mem::take(&mut self.dirty)
     }
 }
 

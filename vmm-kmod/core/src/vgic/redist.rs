@@ -31,13 +31,15 @@ pub struct Redist {
 
 impl Redist {
     /// The redistributor of vCPU `vcpu` with MPIDR `mpidr`, at reset:
-    /// asleep, everything disabled.
+    /// everything disabled, and awake (GICR_WAKER.ProcessorSleep clear):
+    /// as firmware at EL3 leaves it for the non-secure world, and as KVM's
+    /// GICv3 reads; firmware made for KVM (EDK2) never wakes it itself.
     pub fn new(vcpu: u32, mpidr: u64, last: bool) -> Self {
         let mut private = [Irq::default(); NR_PRIVATE];
         for sgi in &mut private[..16] {
             sgi.edge = true;
         }
-        Self { vcpu, mpidr, last, asleep: true, private }
+        Self { vcpu, mpidr, last, asleep: false, private }
     }
 
     /// Reads a register at `offset` in the redistributor (both frames).
@@ -122,7 +124,9 @@ mod tests {
         assert_eq!(typer & (1 << 4), 1 << 4, "Last");
         assert_eq!(r.read(0x000c, 4), 0x0105, "the upper word alone");
         assert_eq!(r.read(0xffe8, 4), 0x30);
-        assert_eq!(r.read(0x0014, 4), 0b110, "asleep at reset");
+        assert_eq!(r.read(0x0014, 4), 0, "awake at reset");
+        r.write(0x0014, 4, 0b10);
+        assert_eq!(r.read(0x0014, 4), 0b110, "asleep");
         r.write(0x0014, 4, 0);
         assert_eq!(r.read(0x0014, 4), 0, "awake at once");
     }
@@ -130,8 +134,9 @@ mod tests {
     #[test]
     fn private_interrupts() {
         let mut r = Redist::new(0, 0x8000_0000, false);
-        r.write(SGI_BASE + 0x0080, 4, u32::MAX as u64);
-        assert!(r.private.iter().all(|q| q.group1));
+        assert!(r.private.iter().all(|q| q.group1), "group 1 at reset");
+        r.write(SGI_BASE + 0x0080, 4, 0xffff_fffe);
+        assert!(!r.private[0].group1 && r.private[1].group1);
         r.write(SGI_BASE + 0x0100, 4, 1 << 27 | 1 << 1);
         assert_eq!(r.read(SGI_BASE + 0x0100, 4), 1 << 27 | 1 << 1);
         r.write(SGI_BASE + 0x0180, 4, 1 << 1);

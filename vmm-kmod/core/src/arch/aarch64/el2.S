@@ -19,6 +19,14 @@
 // VBAR_EL2 at HYP_STUB_VBAR, the running guest's context at HYP_GUEST, the
 // host's context at HYP_HOST; the EL2 stack grows down from its end.
 // Context offsets come from the Rust layout (vcpu/context.rs).
+//
+// With a VHE host (the kernel itself at EL2, HCR_EL2.E2H set) none of the
+// above applies: the kernel calls vmm_vhe_run (below, in .text) directly,
+// which installs vmm_vhe_vectors around the guest's run. The world switch
+// itself (guest_enter, guest_exit) is one script for both hosts; what
+// differs is named by the `mode` argument of its macros: `nvhe`, `vhe`, or
+// `vhehost` (the host's own state under VHE: only the EL1 registers that
+// E2H does not redirect to EL2's are the host's and need switching).
 
 	// The kernel's Rust is built without FP/SIMD; only EL2 switches the
 	// guest's FP/SIMD registers, so only this code may name them.
@@ -43,6 +51,10 @@
 	.equ	HYP_STUB_VBAR, {hyp_stub_vbar}
 	.equ	HYP_GUEST, {hyp_guest}
 	.equ	HYP_HOST, {hyp_host}
+	.equ	HYP_VHE_SP, {hyp_vhe_sp}
+	.equ	HYP_VHE_TPIDR, {hyp_vhe_tpidr}
+	.equ	HYP_VHE_VBAR, {hyp_vhe_vbar}
+	.equ	HYP_VHE_DAIF, {hyp_vhe_daif}
 	.equ	CTX_PC, {ctx_pc}
 	.equ	CTX_SYS, {ctx_sys}
 	.equ	CTX_TIMER, {ctx_timer}
@@ -71,6 +83,7 @@
 	.equ	EXIT_KIND, {exit_kind}
 	.equ	EXIT_ESR, {exit_esr}
 	.equ	EXIT_HPFAR, {exit_hpfar}
+	.equ	CTX_EXIT_EL2_HVCS, {ctx_exit_el2_hvcs}
 	.equ	EXIT_SYNC, {exit_sync}
 	.equ	EXIT_IRQ, {exit_irq}
 	.equ	EXIT_FIQ, {exit_fiq}
@@ -99,86 +112,110 @@
 	.balign	0x80
 	.endm
 
-	// EL1/EL0 system registers, in the order of vcpu::context::Sys. These
-	// macros use x5, x6 and x9 as scratch; `ctx` must be another register.
-	.macro	save_el1 ctx
-	add	x9, \ctx, #CTX_SYS
-	mrs	x5, sctlr_el1
-	mrs	x6, cpacr_el1
-	stp	x5, x6, [x9, #0]
-	mrs	x5, ttbr0_el1
-	mrs	x6, ttbr1_el1
-	stp	x5, x6, [x9, #16]
-	mrs	x5, tcr_el1
-	mrs	x6, mair_el1
-	stp	x5, x6, [x9, #32]
-	mrs	x5, amair_el1
-	mrs	x6, vbar_el1
-	stp	x5, x6, [x9, #48]
-	mrs	x5, contextidr_el1
-	mrs	x6, tpidr_el1
-	stp	x5, x6, [x9, #64]
-	mrs	x5, tpidr_el0
-	mrs	x6, tpidrro_el0
-	stp	x5, x6, [x9, #80]
-	mrs	x5, sp_el0
-	mrs	x6, sp_el1
-	stp	x5, x6, [x9, #96]
-	mrs	x5, elr_el1
-	mrs	x6, spsr_el1
-	stp	x5, x6, [x9, #112]
-	mrs	x5, esr_el1
-	mrs	x6, far_el1
-	stp	x5, x6, [x9, #128]
-	mrs	x5, afsr0_el1
-	mrs	x6, afsr1_el1
-	stp	x5, x6, [x9, #144]
-	mrs	x5, par_el1
-	mrs	x6, cntkctl_el1
-	stp	x5, x6, [x9, #160]
-	mrs	x5, csselr_el1
-	mrs	x6, mdscr_el1
-	stp	x5, x6, [x9, #176]
+	// Two EL1/EL0 registers of context \ctx (Sys slots \slot and \slot + 1),
+	// saved from or loaded into the CPU (\op: save or load), through x5 and
+	// x6. EL2 reaches each as \nv, or with E2H set (mode vhe) as \vh, its
+	// *_EL12 encoding, where E2H redirects \nv to an EL2 register; \vh is
+	// `-` for the registers E2H leaves alone, which are all the host has
+	// under VHE (mode vhehost).
+	.macro	el1_pair op, mode, ctx, slot, nv1, vh1, nv2, vh2
+	.ifc	\mode, vhehost
+	.ifc	\vh1, -
+	.ifc	\vh2, -
+	el1_access2 \op, \ctx, \slot, \nv1, \nv2
+	.else
+	el1_access1 \op, \ctx, \slot, \nv1
+	.endif
+	.else
+	.ifc	\vh2, -
+	el1_access1 \op, \ctx, (\slot + 1), \nv2
+	.endif
+	.endif
+	.else
+	.ifc	\mode, vhe
+	.ifc	\vh1, -
+	.ifc	\vh2, -
+	el1_access2 \op, \ctx, \slot, \nv1, \nv2
+	.else
+	el1_access2 \op, \ctx, \slot, \nv1, \vh2
+	.endif
+	.else
+	.ifc	\vh2, -
+	el1_access2 \op, \ctx, \slot, \vh1, \nv2
+	.else
+	el1_access2 \op, \ctx, \slot, \vh1, \vh2
+	.endif
+	.endif
+	.else
+	el1_access2 \op, \ctx, \slot, \nv1, \nv2
+	.endif
+	.endif
 	.endm
 
-	.macro	restore_el1 ctx
-	add	x9, \ctx, #CTX_SYS
-	ldp	x5, x6, [x9, #0]
-	msr	sctlr_el1, x5
-	msr	cpacr_el1, x6
-	ldp	x5, x6, [x9, #16]
-	msr	ttbr0_el1, x5
-	msr	ttbr1_el1, x6
-	ldp	x5, x6, [x9, #32]
-	msr	tcr_el1, x5
-	msr	mair_el1, x6
-	ldp	x5, x6, [x9, #48]
-	msr	amair_el1, x5
-	msr	vbar_el1, x6
-	ldp	x5, x6, [x9, #64]
-	msr	contextidr_el1, x5
-	msr	tpidr_el1, x6
-	ldp	x5, x6, [x9, #80]
-	msr	tpidr_el0, x5
-	msr	tpidrro_el0, x6
-	ldp	x5, x6, [x9, #96]
-	msr	sp_el0, x5
-	msr	sp_el1, x6
-	ldp	x5, x6, [x9, #112]
-	msr	elr_el1, x5
-	msr	spsr_el1, x6
-	ldp	x5, x6, [x9, #128]
-	msr	esr_el1, x5
-	msr	far_el1, x6
-	ldp	x5, x6, [x9, #144]
-	msr	afsr0_el1, x5
-	msr	afsr1_el1, x6
-	ldp	x5, x6, [x9, #160]
-	msr	par_el1, x5
-	msr	cntkctl_el1, x6
-	ldp	x5, x6, [x9, #176]
-	msr	csselr_el1, x5
-	msr	mdscr_el1, x6
+	.macro	el1_access2 op, ctx, slot, name1, name2
+	.ifc	\op, save
+	mrs	x5, \name1
+	mrs	x6, \name2
+	stp	x5, x6, [\ctx, #(CTX_SYS + 8 * \slot)]
+	.else
+	ldp	x5, x6, [\ctx, #(CTX_SYS + 8 * \slot)]
+	msr	\name1, x5
+	msr	\name2, x6
+	.endif
+	.endm
+
+	.macro	el1_access1 op, ctx, slot, name
+	.ifc	\op, save
+	mrs	x5, \name
+	str	x5, [\ctx, #(CTX_SYS + 8 * \slot)]
+	.else
+	ldr	x5, [\ctx, #(CTX_SYS + 8 * \slot)]
+	msr	\name, x5
+	.endif
+	.endm
+
+	// EL1/EL0 system registers, in the order of vcpu::context::Sys. Uses x5
+	// and x6; `ctx` must be another register.
+	.macro	el1_regs op, mode, ctx
+	el1_pair \op, \mode, \ctx, 0, sctlr_el1, s3_5_c1_c0_0, cpacr_el1, s3_5_c1_c0_2
+	el1_pair \op, \mode, \ctx, 2, ttbr0_el1, s3_5_c2_c0_0, ttbr1_el1, s3_5_c2_c0_1
+	el1_pair \op, \mode, \ctx, 4, tcr_el1, s3_5_c2_c0_2, mair_el1, s3_5_c10_c2_0
+	el1_pair \op, \mode, \ctx, 6, amair_el1, s3_5_c10_c3_0, vbar_el1, s3_5_c12_c0_0
+	el1_pair \op, \mode, \ctx, 8, contextidr_el1, s3_5_c13_c0_1, tpidr_el1, -
+	el1_pair \op, \mode, \ctx, 10, tpidr_el0, -, tpidrro_el0, -
+	el1_pair \op, \mode, \ctx, 12, sp_el0, -, sp_el1, -
+	el1_pair \op, \mode, \ctx, 14, elr_el1, s3_5_c4_c0_1, spsr_el1, s3_5_c4_c0_0
+	el1_pair \op, \mode, \ctx, 16, esr_el1, s3_5_c5_c2_0, far_el1, s3_5_c6_c0_0
+	el1_pair \op, \mode, \ctx, 18, afsr0_el1, s3_5_c5_c1_0, afsr1_el1, s3_5_c5_c1_1
+	el1_pair \op, \mode, \ctx, 20, par_el1, -, cntkctl_el1, s3_5_c14_c1_0
+	el1_pair \op, \mode, \ctx, 22, csselr_el1, -, mdscr_el1, -
+	.endm
+
+	// The guest's virtual timer (CNTV_CTL, CNTV_CVAL at CTX_TIMER), through x3
+	// and x4; with E2H set EL2 reaches the EL1 timer as CNTV_*_EL02. A save
+	// also stops it, so that it does not fire into the host.
+	.macro	guest_timer op, mode, ctx
+	.ifc	\op, save
+	.ifc	\mode, vhe
+	mrs	x3, s3_5_c14_c3_1
+	mrs	x4, s3_5_c14_c3_2
+	msr	s3_5_c14_c3_1, xzr
+	.else
+	mrs	x3, cntv_ctl_el0
+	mrs	x4, cntv_cval_el0
+	msr	cntv_ctl_el0, xzr
+	.endif
+	stp	x3, x4, [\ctx, #CTX_TIMER]
+	.else
+	ldp	x3, x4, [\ctx, #CTX_TIMER]
+	.ifc	\mode, vhe
+	msr	s3_5_c14_c3_2, x4
+	msr	s3_5_c14_c3_1, x3
+	.else
+	msr	cntv_cval_el0, x4
+	msr	cntv_ctl_el0, x3
+	.endif
+	.endif
 	.endm
 
 	.macro	save_fp ctx
@@ -507,7 +544,10 @@ el2_gic_vtr:
 1:	mov	x0, xzr
 	eret
 
+	// The kernel's stage-2 descriptor writes (an unmap) reach the table
+	// walkers of every CPU before their TLB entries are dropped.
 el2_tlbi_vmid:
+	dsb	ishst
 	mrs	x2, vttbr_el2
 	msr	vttbr_el2, x1
 	isb
@@ -518,22 +558,13 @@ el2_tlbi_vmid:
 	mov	x0, xzr
 	eret
 
-	// ---- world switch: host -> guest -----------------------------------
-el2_run:
-	mrs	x0, tpidr_el2
-	str	x1, [x0, #HYP_GUEST]
-	add	x2, x0, #HYP_HOST
-	stp	x18, x19, [x2, #144]
-	stp	x20, x21, [x2, #160]
-	stp	x22, x23, [x2, #176]
-	stp	x24, x25, [x2, #192]
-	stp	x26, x27, [x2, #208]
-	stp	x28, x29, [x2, #224]
-	str	x30, [x2, #240]
-	save_el1 x2
-	mrs	x3, elr_el2
-	mrs	x4, spsr_el2
-	stp	x3, x4, [x2, #CTX_PC]
+	// ---- the world switch, for both hosts ---------------------------------
+
+	// Host -> guest. On entry x1 = the guest context, x2 = the host context
+	// (the host's EL2 registers are saved there; its EL1 state and callee-
+	// saved registers already are), EL2's vectors in place and TPIDR_EL2 =
+	// this CPU's hyp page. Ends by entering the guest.
+	.macro	guest_enter mode
 	// Host EL2 state the exit path restores.
 	add	x9, x2, #CTX_EL2
 	mrs	x3, hcr_el2
@@ -550,7 +581,8 @@ el2_run:
 	str	x3, [x9, #EL2_MDCR]
 	mrs	x3, cnthctl_el2
 	str	x3, [x9, #EL2_CNTHCTL]
-	// Guest EL2 configuration.
+	// Guest EL2 configuration (HCR_EL2 and CPTR_EL2 as the context has them:
+	// the vCPU was made for this host's mode, see vcpu::guest_hcr).
 	add	x10, x1, #CTX_EL2
 	ldr	x3, [x10, #EL2_VTCR]
 	msr	vtcr_el2, x3
@@ -571,20 +603,21 @@ el2_run:
 	orr	x3, x3, x4
 	msr	mdcr_el2, x3
 	// The guest may read the physical counter but not use the physical
-	// timer, which is the host's (EL1PCTEN=1, EL1PCEN=0).
+	// timer, which is the host's: EL1PCTEN set, EL1PCEN clear (bits 10 and
+	// 11 with E2H set, 0 and 1 without).
 	mrs	x3, cnthctl_el2
+	.ifc	\mode, vhe
+	bic	x3, x3, #(1 << 11)
+	orr	x3, x3, #(1 << 10)
+	.else
 	bic	x3, x3, #2
 	orr	x3, x3, #1
+	.endif
 	msr	cnthctl_el2, x3
 	isb
 	// The entry's flags stay in x11 (no macro below uses it).
 	ldr	x11, [x10, #EL2_FLAGS]
-	// The vCPU last ran on another CPU: drop this CPU's stale entries of the VMID.
-	tbz	x11, #0, 1f
-	tlbi	vmalls12e1
-	dsb	nsh
-	isb
-1:	// The guest's debug exceptions are on: its breakpoints and watchpoints
+	// The guest's debug exceptions are on: its breakpoints and watchpoints
 	// replace the host's until the exit.
 	tbz	x11, #1, 2f
 	dbg_regs save, x2, x1
@@ -595,16 +628,22 @@ el2_run:
 	str	x4, [x2, #(CTX_EL2 + EL2_HCRX)]
 	ldr	x4, [x10, #EL2_HCRX]
 	msr	S3_4_C1_C2_2, x4
-3:	restore_fp x1
-	restore_el1 x1
-	ldp	x3, x4, [x1, #CTX_TIMER]
-	msr	cntv_cval_el0, x4
-	msr	cntv_ctl_el0, x3
+3:	tbz	x11, #3, 4f
+	restore_fp x1
+4:	el1_regs load, \mode, x1
+	guest_timer load, \mode, x1
 	restore_vgic x1
 	// Stage 2 and the traps on, last.
 	ldr	x3, [x10, #EL2_HCR]
 	msr	hcr_el2, x3
-	ldp	x3, x4, [x1, #CTX_PC]
+	isb
+	// The vCPU last ran on another CPU: drop this CPU's stale entries of its
+	// VMID (after HCR_EL2: with E2H and TGE set, TLB maintenance would not
+	// reach the guest's regime).
+	tbz	x11, #0, 1f
+	tlbi	vmalls12e1
+	dsb	nsh
+1:	ldp	x3, x4, [x1, #CTX_PC]
 	msr	elr_el2, x3
 	msr	spsr_el2, x4
 	isb
@@ -627,9 +666,13 @@ el2_run:
 	eret
 	dsb	nsh
 	isb
+	.endm
 
-	// ---- world switch: guest -> host (x0 = exit kind) ----------------------
-el2_guest_exit:
+	// Guest -> host, up to the host's EL1 state. On entry x0 = the exit
+	// kind, the guest's x0 and x1 on the stack, TPIDR_EL2 = the hyp page.
+	// Leaves x0 = the hyp page, x1 = the guest context, x2 = the host
+	// context, with the host's EL2 registers back.
+	.macro	guest_exit mode
 	mrs	x1, tpidr_el2
 	ldr	x1, [x1, #HYP_GUEST]
 	stp	x2, x3, [x1, #16]
@@ -659,14 +702,12 @@ el2_guest_exit:
 	mrs	x2, elr_el2
 	mrs	x3, spsr_el2
 	stp	x2, x3, [x1, #CTX_PC]
-	save_el1 x1
-	// The guest's virtual timer must not fire into the host.
-	mrs	x2, cntv_ctl_el0
-	mrs	x3, cntv_cval_el0
-	stp	x2, x3, [x1, #CTX_TIMER]
-	msr	cntv_ctl_el0, xzr
+	el1_regs save, \mode, x1
+	guest_timer save, \mode, x1
+	ldr	x11, [x1, #(CTX_EL2 + EL2_FLAGS)]
+	tbz	x11, #3, 5f
 	save_fp x1
-	save_vgic x1
+5:	save_vgic x1
 	// Back to the host: stage 2 and traps off first.
 	mrs	x0, tpidr_el2
 	add	x2, x0, #HYP_HOST
@@ -696,7 +737,77 @@ el2_guest_exit:
 	isb
 2:	tbz	x11, #1, 1f
 	dbg_regs load, x2, x1
-1:	restore_el1 x2
+1:
+	.endm
+
+	// The EL2 tier: exits answered here, without switching to the host and
+	// back. Chosen by how often they come and that they need nothing of the
+	// host kernel: the SMCCC discovery calls (SMCCC_VERSION, and
+	// SMCCC_ARCH_FEATURES of those two; the kernel answers the same). On
+	// entry x0 = the exit kind, the guest's x0/x1 on the stack, every other
+	// register the guest's; either returns to the guest or goes on below
+	// with x0 = the kind again.
+	.macro	el2_tier
+	cbnz	x0, 10f				// not EXIT_SYNC (0): as it is
+	mrs	x0, esr_el2
+	lsr	x1, x0, #ESR_EC_SHIFT
+	cmp	x1, #ESR_EC_HVC64
+	b.ne	9f
+	tst	x0, #0xffff			// hvc #0: SMCCC
+	b.ne	9f
+	ldr	w0, [sp]			// the function id (w0)
+	mov	w1, #0x80000000			// SMCCC_VERSION
+	cmp	w0, w1
+	b.eq	7f
+	add	w1, w1, #1			// SMCCC_ARCH_FEATURES
+	cmp	w0, w1
+	b.ne	9f
+	ldr	w0, [sp, #8]			// of which function (w1)
+	sub	w0, w0, w1			// 0: ARCH_FEATURES, -1: VERSION
+	cmn	w0, #1
+	ccmp	w0, #0, #4, ne
+	mov	x0, xzr				// implemented...
+	b.eq	8f
+	mov	x0, #-1				// ...or NOT_SUPPORTED
+	b	8f
+7:	mov	x0, #1			// SMCCC 1.1: 0x10001
+	movk	x0, #1, lsl #16
+8:	str	x0, [sp]
+	mrs	x1, tpidr_el2
+	ldr	x1, [x1, #HYP_GUEST]
+	ldr	x0, [x1, #CTX_EXIT_EL2_HVCS]
+	add	x0, x0, #1
+	str	x0, [x1, #CTX_EXIT_EL2_HVCS]
+	ldp	x0, x1, [sp], #16
+	eret
+	dsb	nsh
+	isb
+9:	mov	x0, #EXIT_SYNC
+10:
+	.endm
+
+	// ---- nVHE: the host calls VMM_HC_RUN with x1 = the guest context's PA --
+el2_run:
+	mrs	x0, tpidr_el2
+	str	x1, [x0, #HYP_GUEST]
+	add	x2, x0, #HYP_HOST
+	stp	x18, x19, [x2, #144]
+	stp	x20, x21, [x2, #160]
+	stp	x22, x23, [x2, #176]
+	stp	x24, x25, [x2, #192]
+	stp	x26, x27, [x2, #208]
+	stp	x28, x29, [x2, #224]
+	str	x30, [x2, #240]
+	el1_regs save, nvhe, x2
+	mrs	x3, elr_el2
+	mrs	x4, spsr_el2
+	stp	x3, x4, [x2, #CTX_PC]
+	guest_enter nvhe
+
+el2_guest_exit:
+	el2_tier
+	guest_exit nvhe
+	el1_regs load, nvhe, x2
 	ldp	x3, x4, [x2, #CTX_PC]
 	msr	elr_el2, x3
 	msr	spsr_el2, x4
@@ -728,3 +839,129 @@ vmm_el2_probe:
 
 	.global	vmm_el2_end
 vmm_el2_end:
+
+	// ---- VHE: the kernel runs at EL2 and calls in ---------------------------
+	// Plain functions of the kernel (AAPCS64), in its text: the kernel's
+	// page tables map them, so no EL2 identity map or copy is needed.
+	.section .text.vmm_vhe, "ax"
+
+	.macro	vhe_park_vector
+	b	vhe_park
+	.balign	0x80
+	.endm
+
+	// A guest exit: its x0/x1 on the (kernel's) stack, x0 = the kind.
+	.macro	vhe_lower_vector kind
+	stp	x0, x1, [sp, #-16]!
+	mov	x0, #\kind
+	b	vmm_vhe_exit
+	.balign	0x80
+	.endm
+
+	// In VBAR_EL2 only while a guest runs, with every exception masked at
+	// EL2: an exception from EL2 itself would be a bug of ours.
+	.balign	2048
+	.global	vmm_vhe_vectors
+vmm_vhe_vectors:
+	.rept	8
+	vhe_park_vector
+	.endr
+	vhe_lower_vector EXIT_SYNC
+	vhe_lower_vector EXIT_IRQ
+	vhe_lower_vector EXIT_FIQ
+	vhe_lower_vector EXIT_SERROR
+	.rept	4
+	vhe_park_vector
+	.endr
+
+vhe_park:
+	wfe
+	b	vhe_park
+
+	// u64 vmm_vhe_run(Context *guest, u8 *hyp_page): runs the guest until an
+	// exit; returns 0. Kernel addresses. The caller has interrupts masked;
+	// every exception is masked here until the return. The kernel's
+	// TPIDR_EL2 (its per-CPU offset) and VBAR_EL2 are put aside in the hyp
+	// page meanwhile, its callee-saved registers and EL1/EL0 state in the
+	// hyp page's host context.
+	.global	vmm_vhe_run
+vmm_vhe_run:
+	mrs	x9, daif
+	msr	daifset, #0xf
+	str	x9, [x1, #HYP_VHE_DAIF]
+	add	x2, x1, #HYP_HOST
+	stp	x18, x19, [x2, #144]
+	stp	x20, x21, [x2, #160]
+	stp	x22, x23, [x2, #176]
+	stp	x24, x25, [x2, #192]
+	stp	x26, x27, [x2, #208]
+	stp	x28, x29, [x2, #224]
+	str	x30, [x2, #240]
+	mov	x3, sp
+	str	x3, [x1, #HYP_VHE_SP]
+	mrs	x3, tpidr_el2
+	str	x3, [x1, #HYP_VHE_TPIDR]
+	mrs	x3, vbar_el2
+	str	x3, [x1, #HYP_VHE_VBAR]
+	msr	tpidr_el2, x1
+	str	x0, [x1, #HYP_GUEST]
+	mov	x1, x0
+	el1_regs save, vhehost, x2
+	adr	x3, vmm_vhe_vectors
+	msr	vbar_el2, x3
+	guest_enter vhe
+
+vmm_vhe_exit:
+	el2_tier
+	guest_exit vhe
+	el1_regs load, vhehost, x2
+	ldr	x3, [x0, #HYP_VHE_VBAR]
+	msr	vbar_el2, x3
+	ldr	x3, [x0, #HYP_VHE_SP]
+	mov	sp, x3
+	ldp	x18, x19, [x2, #144]
+	ldp	x20, x21, [x2, #160]
+	ldp	x22, x23, [x2, #176]
+	ldp	x24, x25, [x2, #192]
+	ldp	x26, x27, [x2, #208]
+	ldp	x28, x29, [x2, #224]
+	ldr	x30, [x2, #240]
+	ldr	x3, [x0, #HYP_VHE_DAIF]
+	ldr	x4, [x0, #HYP_VHE_TPIDR]
+	msr	tpidr_el2, x4
+	isb
+	msr	daif, x3
+	mov	x0, xzr
+	ret
+
+	// void vmm_vhe_tlbi_vmid(u64 vttbr): invalidates that VMID's TLB entries
+	// on every CPU. With E2H and TGE set TLB maintenance targets the host's
+	// EL2&0 regime, so TGE is cleared around it, exceptions masked.
+	.global	vmm_vhe_tlbi_vmid
+vmm_vhe_tlbi_vmid:
+	mrs	x5, daif
+	msr	daifset, #0xf
+	mrs	x1, vttbr_el2
+	mrs	x2, hcr_el2
+	msr	vttbr_el2, x0
+	bic	x3, x2, #(1 << 27)
+	msr	hcr_el2, x3
+	isb
+	tlbi	vmalls12e1is
+	dsb	ish
+	msr	hcr_el2, x2
+	msr	vttbr_el2, x1
+	isb
+	msr	daif, x5
+	ret
+
+	// u64 vmm_vhe_gic_vtr(void): ICH_VTR_EL2, or 0 without the GICv3 system
+	// register interface at EL2.
+	.global	vmm_vhe_gic_vtr
+vmm_vhe_gic_vtr:
+	mrs	x0, icc_sre_el2
+	tbz	x0, #0, 1f
+	mrs	x0, ich_vtr_el2
+	ret
+1:	mov	x0, xzr
+	ret

@@ -1,7 +1,7 @@
 //! AArch64: the [`El2`] port, cache maintenance, and the EL2 code blob.
 
-use crate::hyp::{El2, VMM_HC_GIC_VTR, VMM_HC_RUN, VMM_HC_TLBI_VMID};
-use crate::vcpu::context::{off, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
+use crate::hyp::{El2, HostMode, HYP, VMM_HC_GIC_VTR, VMM_HC_RUN, VMM_HC_TLBI_VMID};
+use crate::vcpu::context::{off, Context, EXIT_FIQ, EXIT_IRQ, EXIT_SERROR, EXIT_SYNC};
 use aarch64_cpu::registers::{CurrentEL, Readable, ID_AA64MMFR0_EL1, ID_AA64PFR0_EL1, MIDR_EL1};
 use core::arch::{asm, global_asm};
 
@@ -13,6 +13,10 @@ global_asm!(
     hyp_stub_vbar = const off::HYP_STUB_VBAR,
     hyp_guest = const off::HYP_GUEST,
     hyp_host = const off::HYP_HOST,
+    hyp_vhe_sp = const off::HYP_VHE_SP,
+    hyp_vhe_tpidr = const off::HYP_VHE_TPIDR,
+    hyp_vhe_vbar = const off::HYP_VHE_VBAR,
+    hyp_vhe_daif = const off::HYP_VHE_DAIF,
     ctx_pc = const off::PC,
     ctx_sys = const off::SYS,
     ctx_timer = const off::TIMER,
@@ -41,6 +45,7 @@ global_asm!(
     exit_kind = const off::EXIT_KIND,
     exit_esr = const off::EXIT_ESR,
     exit_hpfar = const off::EXIT_HPFAR,
+    ctx_exit_el2_hvcs = const off::EXIT_EL2_HVCS,
     exit_sync = const EXIT_SYNC,
     exit_irq = const EXIT_IRQ,
     exit_fiq = const EXIT_FIQ,
@@ -51,6 +56,13 @@ extern "C" {
     static vmm_el2_start: u8;
     static vmm_el2_probe: u8;
     static vmm_el2_end: u8;
+    /// VHE: runs the guest whose context is at `guest` until an exit, with
+    /// `hyp_page` as this CPU's hyp page (el2.S). Returns 0.
+    fn vmm_vhe_run(guest: *mut Context, hyp_page: *mut u8) -> u64;
+    /// VHE: invalidates the TLB entries of a VMID on every CPU.
+    fn vmm_vhe_tlbi_vmid(vttbr: u64);
+    /// VHE: ICH_VTR_EL2, or 0.
+    fn vmm_vhe_gic_vtr() -> u64;
 }
 
 /// The EL2 code as bytes, and the probe's offset in it.
@@ -151,15 +163,38 @@ pub fn publish_page(va: *const u8) {
     unsafe { asm!("dsb ish", "isb", options(nostack, preserves_flags)) };
 }
 
-/// Enters the guest whose context is at `ctx_pa` (see el2.S, VMM_HC_RUN).
-/// The caller masks interrupts and owns the context while it runs.
-pub fn run_guest(ctx_pa: u64) -> bool {
-    Hw.hvc([VMM_HC_RUN, ctx_pa, 0, 0])[0] == 0
+/// Enters the guest whose context is `ctx` on host CPU `cpu` (the calling
+/// one) until it exits: through VMM_HC_RUN without VHE (see el2.S), by a
+/// call with it. The caller masks interrupts and owns the context while it
+/// runs. False if EL2 is not ours on this CPU.
+pub fn run_guest(ctx: &mut Context, cpu: u32) -> bool {
+    match HYP.mode() {
+        HostMode::Nvhe => {
+            let pa = crate::kernel::virt_to_phys(ctx as *const Context as *const u8);
+            Hw.hvc([VMM_HC_RUN, pa, 0, 0])[0] == 0
+        }
+        HostMode::Vhe => match HYP.page_va(cpu as usize) {
+            // SAFETY: the kernel runs at EL2 (VHE), interrupts are masked,
+            // `ctx` is exclusively ours for the call and `page` is this
+            // CPU's hyp page, used by nothing else meanwhile; vmm_vhe_run
+            // preserves the callee-saved registers and the kernel's EL2
+            // state (el2.S).
+            Some(page) => unsafe { vmm_vhe_run(ctx, page) == 0 },
+            None => false,
+        },
+    }
 }
 
-/// Invalidates a VMID's TLB entries on every CPU (VMM_HC_TLBI_VMID).
+/// Invalidates a VMID's TLB entries on every CPU.
 pub fn tlbi_vmid(vttbr: u64) {
-    Hw.hvc([VMM_HC_TLBI_VMID, vttbr, 0, 0]);
+    match HYP.mode() {
+        HostMode::Nvhe => {
+            Hw.hvc([VMM_HC_TLBI_VMID, vttbr, 0, 0]);
+        }
+        // SAFETY: at EL2 (VHE); the call masks exceptions and restores
+        // VTTBR_EL2 and HCR_EL2.
+        HostMode::Vhe => unsafe { vmm_vhe_tlbi_vmid(vttbr) },
+    }
 }
 
 /// MIDR_EL1.
@@ -186,7 +221,11 @@ pub fn gic_vtr() -> u64 {
     if (ID_AA64PFR0_EL1.get() >> 24) & 0xf == 0 {
         return 0;
     }
-    Hw.hvc([VMM_HC_GIC_VTR, 0, 0, 0])[0]
+    match HYP.mode() {
+        HostMode::Nvhe => Hw.hvc([VMM_HC_GIC_VTR, 0, 0, 0])[0],
+        // SAFETY: at EL2 (VHE), reading two system registers.
+        HostMode::Vhe => unsafe { vmm_vhe_gic_vtr() },
+    }
 }
 
 /// CNTFRQ_EL0.
