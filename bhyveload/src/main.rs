@@ -5,12 +5,11 @@
 //! file, where it goes) is checked first; a VM this run created is destroyed
 //! again if a later step fails, so a failure leaves nothing half-made.
 
-mod cli;
 mod error;
 mod kernel;
 
-use bhyveload::guestdir;
 use bhyveload::image::{self, Placement};
+use bhyveload::{cli, guestdir};
 use error::Error;
 use kernel::{LoadedKernel, Source};
 use std::path::PathBuf;
