@@ -29,6 +29,12 @@ use vmm_uapi::{
 pub trait GuestPages {
     /// A zeroed page: its PA, or `None` when the host has none to give.
     fn alloc(&mut self) -> Option<u64>;
+    /// As [`alloc`](Self::alloc), for a page allocated ahead of need (the
+    /// rest of a userspace fault's run), whose failure only shortens the
+    /// run: the kernel's test-only fault injection leaves these alone.
+    fn alloc_ahead(&mut self) -> Option<u64> {
+        self.alloc()
+    }
     /// Drops the VM's reference to a page (userspace mappings may keep it).
     fn put(&mut self, pa: u64);
     /// Makes a page coherent for a guest running with caches off.
@@ -72,6 +78,9 @@ pub enum Toucher {
     Guest,
     /// Userspace: the page is allocated, the guest will fault it in.
     User,
+    /// Userspace, ahead of need: a page of a fault's run after the one
+    /// faulted on; as `User`, allocated with [`GuestPages::alloc_ahead`].
+    Ahead,
 }
 
 impl VmMemory {
@@ -231,8 +240,8 @@ impl VmMemory {
                 let m = self.mapping(ipa).ok_or(EINVAL)?;
                 s2_page(m.prot & VM_PROT_WRITE != 0, m.prot & VM_PROT_EXECUTE != 0)
             }
-            Toucher::User if self.is_ram_range(ipa, 1) => 0,
-            Toucher::User => return Err(EINVAL),
+            Toucher::User | Toucher::Ahead if self.is_ram_range(ipa, 1) => 0,
+            Toucher::User | Toucher::Ahead => return Err(EINVAL),
         };
         let ipa = ipa & !(PAGE_SIZE - 1);
         let entry = self.stage2.leaf_entry(tables, ipa, true).map_err(|_| ENOMEM)?.ok_or(EINVAL)?;
@@ -242,7 +251,8 @@ impl VmMemory {
             Leaf::Mapped(pa) => return Ok(pa),
             Leaf::Allocated(pa) => pa,
             Leaf::Empty => {
-                let pa = pages.alloc().ok_or(ENOMEM)?;
+                let pa = if who == Toucher::Ahead { pages.alloc_ahead() } else { pages.alloc() };
+                let pa = pa.ok_or(ENOMEM)?;
                 self.pages += 1;
                 *desc = pa | SW_ALLOCATED;
                 pa
@@ -254,6 +264,29 @@ impl VmMemory {
             *desc = pa | attrs;
         }
         Ok(pa)
+    }
+
+    /// [`touch`](Self::touch) of the pages from `ipa` on, for userspace,
+    /// one PA in `out` each: a run for one fault on a userspace mapping,
+    /// under one hold of the memory lock. Stops early where guest memory ends
+    /// or the host has no page; fails only if the first page fails.
+    pub fn touch_run(
+        &mut self,
+        tables: &mut impl TableAlloc,
+        pages: &mut impl GuestPages,
+        ipa: u64,
+        out: &mut [u64],
+    ) -> Result<usize, Errno> {
+        for (i, pa) in out.iter_mut().enumerate() {
+            let at = ipa.checked_add(i as u64 * PAGE_SIZE).ok_or(EINVAL);
+            let who = if i == 0 { Toucher::User } else { Toucher::Ahead };
+            match at.and_then(|at| self.touch(tables, pages, at, who)) {
+                Ok(p) => *pa = p,
+                Err(e) if i == 0 => return Err(e),
+                Err(_) => return Ok(i),
+            }
+        }
+        Ok(out.len())
     }
 
     /// Calls `f` with the PA of every page the guest has mapped (pages only
@@ -285,6 +318,8 @@ mod tests {
         live: Vec<u64>,
         coherent: Vec<u64>,
         limit: Option<usize>,
+        /// Pages allocated ahead of need.
+        ahead: usize,
     }
 
     impl GuestPages for FakePages {
@@ -296,6 +331,10 @@ mod tests {
             let pa = 0x10_0000_0000 + self.next * PAGE_SIZE;
             self.live.push(pa);
             Some(pa)
+        }
+        fn alloc_ahead(&mut self) -> Option<u64> {
+            self.ahead += 1;
+            self.alloc()
         }
         fn put(&mut self, pa: u64) {
             self.live.retain(|&p| p != pa);
@@ -427,6 +466,40 @@ mod tests {
         m.destroy(&mut t, &mut p);
         assert!(p.live.is_empty());
         assert_eq!(t.live, 0);
+    }
+
+    #[test]
+    fn runs_of_pages_for_userspace_stop_where_memory_does() {
+        let mut t = HeapAlloc::default();
+        let mut p = FakePages { limit: Some(20), ..Default::default() };
+        let mut m = mem(&mut t, 64 << 10);
+        let mut out = [0u64; 16];
+        // The guest has one page already: the run returns it, not a new one.
+        let first = m.touch(&mut t, &mut p, VM_SYSMEM_BASE + 0x3000, Toucher::Guest).unwrap();
+        assert_eq!(m.touch_run(&mut t, &mut p, VM_SYSMEM_BASE + 0x1000, &mut out), Ok(15), "to the end of RAM");
+        assert_eq!(out[2], first);
+        assert_eq!(
+            m.stage2.lookup(&mut t, VM_SYSMEM_BASE + 0x2000),
+            Leaf::Allocated(out[1]),
+            "not mapped for the guest"
+        );
+        assert_eq!(m.pages(), 15);
+        assert_eq!(p.ahead, 13, "all new pages but the first are allocated ahead");
+        let mut out2 = [0u64; 4];
+        assert_eq!(m.touch_run(&mut t, &mut p, VM_SYSMEM_BASE + 0xe000, &mut out2), Ok(2));
+        assert_eq!(&out2[..2], &out[13..15], "the same pages again");
+        // The first page decides: outside RAM, or no page at all.
+        assert_eq!(m.touch_run(&mut t, &mut p, VM_SYSMEM_BASE + (64 << 10), &mut out2), Err(EINVAL));
+        assert_eq!(m.touch_run(&mut t, &mut p, !0xfffu64, &mut out2), Err(EINVAL));
+        assert_eq!(m.touch(&mut t, &mut p, VM_SYSMEM_BASE, Toucher::User).map(|_| ()), Ok(()));
+        m.destroy(&mut t, &mut p);
+        assert!(p.live.is_empty());
+        let mut p = FakePages { limit: Some(3), ..Default::default() };
+        let mut m = mem(&mut t, 64 << 10);
+        assert_eq!(m.touch_run(&mut t, &mut p, VM_SYSMEM_BASE, &mut out), Ok(3), "as many as the host gives");
+        assert_eq!(m.touch_run(&mut t, &mut p, VM_SYSMEM_BASE + 0x8000, &mut out), Err(ENOMEM));
+        m.destroy(&mut t, &mut p);
+        assert!(p.live.is_empty());
     }
 
     #[test]

@@ -10,7 +10,12 @@ pub struct KernelGuestPages;
 
 impl GuestPages for KernelGuestPages {
     fn alloc(&mut self) -> Option<u64> {
-        let va = sys::alloc_guest_page();
+        let va = sys::alloc_guest_page(false);
+        (!va.is_null()).then(|| sys::virt_to_phys(va))
+    }
+
+    fn alloc_ahead(&mut self) -> Option<u64> {
+        let va = sys::alloc_guest_page(true);
         (!va.is_null()).then(|| sys::virt_to_phys(va))
     }
 

@@ -26,7 +26,7 @@ extern "C" {
     fn vmm_shim_mutex_destroy(m: *mut c_void);
     fn vmm_shim_mutex_lock(m: *mut c_void);
     fn vmm_shim_mutex_unlock(m: *mut c_void);
-    fn vmm_shim_alloc_guest_page() -> *mut u8;
+    fn vmm_shim_alloc_guest_page(ahead: bool) -> *mut u8;
     fn vmm_shim_sanitised_id_reg(crm: u32, op2: u32) -> u64;
     fn vmm_shim_put_page(p: *mut u8);
     fn vmm_shim_counters(objects: *mut u64, pages: *mut u64, guest_pages: *mut u64);
@@ -144,10 +144,11 @@ pub(super) unsafe fn mutex_unlock(m: *mut c_void) {
 }
 
 /// A zeroed page for a guest (accounted to the caller, never the OOM
-/// killer's reason), or null.
-pub(super) fn alloc_guest_page() -> *mut u8 {
+/// killer's reason), or null. `ahead`: not needed yet (the test-only fault
+/// injection passes it by).
+pub(super) fn alloc_guest_page(ahead: bool) -> *mut u8 {
     // SAFETY: plain allocation.
-    unsafe { vmm_shim_alloc_guest_page() }
+    unsafe { vmm_shim_alloc_guest_page(ahead) }
 }
 
 /// The kernel's system-wide value of ID register S3_0_C0_C`crm`_`op2`.

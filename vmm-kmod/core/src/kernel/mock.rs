@@ -146,7 +146,7 @@ pub(super) unsafe fn mutex_unlock(m: *mut core::ffi::c_void) {
     unsafe { &*(m as *const AtomicBool) }.store(false, Ordering::Release);
 }
 
-pub(super) fn alloc_guest_page() -> *mut u8 {
+pub(super) fn alloc_guest_page(_ahead: bool) -> *mut u8 {
     alloc_page()
 }
 
