@@ -89,15 +89,36 @@ static atomic64_t vmm_objects = ATOMIC64_INIT(0);
 static atomic64_t vmm_pages = ATOMIC64_INIT(0);
 static atomic64_t vmm_guest_pages = ATOMIC64_INIT(0);
 
-/*
- * Tests only (the reference kernel has no failslab): with fault_inject = N,
- * the Nth allocation of the module from then on fails, once.
- */
 /* A vCPU in WFI whose timer is due within this spins for it rather than sleep. */
 static unsigned int halt_poll_ns = 200000;
 module_param(halt_poll_ns, uint, 0644);
 MODULE_PARM_DESC(halt_poll_ns, "a vCPU in WFI whose timer is due within this many ns spins for it instead of sleeping (0: never)");
 
+/*
+ * Guest pages belong to the module, not to a process: the OOM killer
+ * cannot free them by killing anyone, and a host that gave them its last
+ * pages deadlocks (it kills every process, then panics). So a guest page is
+ * allocated only while the host keeps this much available memory
+ * (MemAvailable); past it the VM that wanted the page stops with an error.
+ * -1: 1/32 of RAM, at least 64 MiB and at most 1 GiB.
+ */
+static int host_reserve_mb = -1;
+module_param(host_reserve_mb, int, 0644);
+MODULE_PARM_DESC(host_reserve_mb, "MiB of available memory no guest page may take from the host (-1: 1/32 of RAM, 64 MiB to 1 GiB)");
+
+static unsigned long vmm_reserve_pages(void)
+{
+	int mb = READ_ONCE(host_reserve_mb);
+
+	if (mb < 0)
+		return clamp(totalram_pages() / 32, 64UL << (20 - PAGE_SHIFT), 1UL << (30 - PAGE_SHIFT));
+	return (unsigned long)mb << (20 - PAGE_SHIFT);
+}
+
+/*
+ * Tests only (the reference kernel has no failslab): with fault_inject = N,
+ * the Nth allocation of the module from then on fails, once.
+ */
 static int fault_inject;
 module_param(fault_inject, int, 0644);
 MODULE_PARM_DESC(fault_inject, "tests only: make the Nth allocation from now fail, once (0: none)");
@@ -233,7 +254,8 @@ void vmm_shim_mutex_unlock(void *m)
 
 /*
  * Guest RAM: zeroed, charged to the caller's memory cgroup, and allowed to
- * fail rather than invoke the OOM killer (the VM then stops with an error).
+ * fail rather than invoke the OOM killer (the VM then stops with an error),
+ * and never from the host's reserve (host_reserve_mb).
  * A page allocated ahead of need (the rest of a userspace fault's run, see
  * vmm_vm_fault_op) is not one fault_inject fails: its failure would only
  * shorten the run, and the test counts failures that someone must see.
@@ -243,6 +265,8 @@ void *vmm_shim_alloc_guest_page(bool ahead)
 	struct page *page;
 
 	if (!ahead && vmm_fault())
+		return NULL;
+	if (si_mem_available() < (long)vmm_reserve_pages())
 		return NULL;
 	page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
 	if (!page)
