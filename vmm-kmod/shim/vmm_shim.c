@@ -276,6 +276,49 @@ void *vmm_shim_alloc_guest_page(bool ahead)
 }
 
 /*
+ * Guest RAM in 2 MiB chunks, which the guest maps with one stage-2 block
+ * (one fault, one TLB entry) instead of 512 pages. Only if one is free
+ * without reclaim or compaction (__GFP_NORETRY): the caller falls back to
+ * pages, so a fragmented host costs faults, not latency. The chunk is split
+ * into 512 pages of their own (refcount 1 each, charged to the memory
+ * cgroup each), so userspace mmap faults insert them one by one as any
+ * other guest page and a page still mapped by a process outlives the VM's
+ * reference alone. Not failed by fault_inject: the fallback absorbs it, and
+ * the test counts failures someone must see (s2_blocks=0 tests the pages).
+ */
+static bool s2_blocks = true;
+module_param(s2_blocks, bool, 0644);
+MODULE_PARM_DESC(s2_blocks, "give guests their RAM in 2 MiB chunks mapped by stage-2 blocks where the host can (default: on)");
+
+#define VMM_BLOCK_ORDER 9
+
+void *vmm_shim_alloc_guest_block(void)
+{
+	struct page *page;
+
+	if (!READ_ONCE(s2_blocks))
+		return NULL;
+	if (si_mem_available() < (long)(vmm_reserve_pages() + (1UL << VMM_BLOCK_ORDER)))
+		return NULL;
+	page = alloc_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NORETRY | __GFP_NOWARN, VMM_BLOCK_ORDER);
+	if (!page)
+		return NULL;
+	split_page(page, VMM_BLOCK_ORDER);
+	atomic64_add(1L << VMM_BLOCK_ORDER, &vmm_guest_pages);
+	return page_address(page);
+}
+
+void vmm_shim_put_block(void *p)
+{
+	unsigned long pfn = PHYS_PFN(virt_to_phys(p));
+	int i;
+
+	atomic64_sub(1L << VMM_BLOCK_ORDER, &vmm_guest_pages);
+	for (i = 0; i < 1 << VMM_BLOCK_ORDER; i++)
+		put_page(pfn_to_page(pfn + i));
+}
+
+/*
  * The kernel's system-wide value of an ID register (S3_0_C0_C<crm>_<op2>):
  * the lowest common denominator of every CPU's, with the command line's
  * overrides applied. Only for registers the kernel tracks.

@@ -42,6 +42,8 @@ void vmm_shim_mutex_unlock(void *m);
 void *vmm_shim_alloc_guest_page(bool ahead);
 u64 vmm_shim_sanitised_id_reg(u32 crm, u32 op2);
 void vmm_shim_put_page(void *p);
+void *vmm_shim_alloc_guest_block(void);
+void vmm_shim_put_block(void *p);
 void vmm_shim_counters(u64 *objects, u64 *pages, u64 *guest_pages);
 bool vmm_shim_kvm_on(void);
 bool vmm_core_vhe(void);
