@@ -10,10 +10,18 @@ FLAVOUR=${VMM_FLAVOUR:-cloud-arm64}
 RUST_KMOD_TARGET=aarch64-unknown-none-softfloat
 RUST_TOOLS_TARGET=aarch64-unknown-linux-musl
 RUST_CAPI_TARGET=aarch64-unknown-linux-gnu
+# Debian's library directory name for it (/usr/lib/aarch64-linux-gnu).
+CAPI_MULTIARCH=aarch64-linux-gnu
+# The C header generator (scripts/capi-header): one version everywhere, so
+# the checked-in header is what every machine generates.
+CBINDGEN_VERSION=0.29.4
 export DEBIAN_FRONTEND=noninteractive
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '%s: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
+
+# The project's version (the workspace's, in Cargo.toml).
+workspace_version() { sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' "$ROOT/Cargo.toml"; }
 
 # Host (x86 build machine or native arm64) architecture.
 host_arch() { uname -m; }

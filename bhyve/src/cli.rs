@@ -70,6 +70,12 @@ pub const MAX_VCPUS: u32 = vmm_uapi::VM_MAXCPU as u32;
                   (made from the template if missing); without it they last until bhyve exits\n  \
                   bootvars.template=FILE   the template (default: X_VARS*.fd beside an X_CODE*.fd\n                     \
                   firmware, else an erased bank)\n  \
+                  sandbox=B          once set up, bhyve confines itself (default true): Landlock (no\n                     \
+                  file opened by path but beneath a virtio-9p share), no capabilities (those\n                     \
+                  a 9p share needs excepted), and a seccomp allowlist of system calls; a refused\n                     \
+                  call stops bhyve naming it. false: none of it (for debugging)\n  \
+                  sandbox.user=USER[:GROUP]   the sandbox also makes bhyve USER (a name or uid) with\n                     \
+                  GROUP (default: USER's group) as its only group, keeping no capability\n  \
                   testdev            the test device at 0x0b000000\n  \
                   testdev.param=N    the test device, with PARAM reading N\n  \
                   testdev.fpcheck=B  with the test device: check the host's FP registers across every\n                     \
@@ -182,6 +188,31 @@ pub struct BootRom {
     pub template: Option<PathBuf>,
 }
 
+/// `-o sandbox.user=USER[:GROUP]`: a name or a number each; without
+/// GROUP, the user's own group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserSpec {
+    /// The user's name or uid.
+    pub user: String,
+    /// The group's name or gid, if given.
+    pub group: Option<String>,
+}
+
+impl UserSpec {
+    /// Parses `USER[:GROUP]`.
+    pub fn parse(s: &str) -> Result<UserSpec, String> {
+        let (user, group) = match s.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (s, None),
+        };
+        let ok = |n: &str| !n.is_empty() && !n.contains(|c: char| c.is_whitespace() || c == ':' || c == '/');
+        if !ok(user) || group.is_some_and(|g| !ok(g)) {
+            return Err("expected USER[:GROUP], each a name or a number".into());
+        }
+        Ok(UserSpec { user: user.to_string(), group: group.map(str::to_string) })
+    }
+}
+
 /// A parsed command line.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Options {
@@ -198,6 +229,10 @@ pub struct Options {
     /// With the test device: whether vCPU runs check the host's FP
     /// registers (`-o testdev.fpcheck`).
     pub fp_check: bool,
+    /// `-o sandbox=`: whether bhyve sandboxes itself once set up.
+    pub sandbox: bool,
+    /// `-o sandbox.user=`: the user the sandbox makes bhyve.
+    pub sandbox_user: Option<UserSpec>,
     /// The devices of `-s` and `pci.*`, by slot.
     pub devices: Vec<DeviceSpec>,
     /// Firmware to boot, if any (else bhyveload prepared the VM).
@@ -206,6 +241,12 @@ pub struct Options {
 
 fn usage_error(msg: &str) -> Exit {
     cli::usage_error("bhyve", USAGE, msg)
+}
+
+/// The command line's definition: what `--help` prints and what the shell
+/// completions (crate `completions`) are generated from.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
 }
 
 /// Parses the arguments (the first is the program name).
@@ -226,6 +267,8 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
         console: ConsoleKind::Auto,
         testdev: None,
         fp_check: true,
+        sandbox: true,
+        sandbox_user: None,
         devices: vec![],
         bootrom: None,
     };
@@ -272,6 +315,12 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
             "testdev.fpcheck" => {
                 opts.fp_check = parse_bool(value.unwrap_or("true")).ok_or_else(|| bad("expected true or false"))?
             }
+            "sandbox" => {
+                opts.sandbox = parse_bool(value.unwrap_or("true")).ok_or_else(|| bad("expected true or false"))?
+            }
+            "sandbox.user" => {
+                opts.sandbox_user = Some(UserSpec::parse(value.unwrap_or("")).map_err(|e| bad(&e))?);
+            }
             "bootrom" | "lpc.bootrom" => rom = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
             "bootvars" | "lpc.bootvars" => vars = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
             "bootvars.template" => template = Some(path_value(value).ok_or_else(|| bad("needs a file"))?),
@@ -282,6 +331,9 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Options, Exit>
             _ if key.starts_with("pci.") => slots.add_key(key, value.unwrap_or("true")).map_err(|e| bad(&e))?,
             _ => return Err(usage_error(&format!("unknown -o key '{key}'"))),
         }
+    }
+    if opts.sandbox_user.is_some() && !opts.sandbox {
+        return Err(usage_error("sandbox.user needs the sandbox (it is part of it): drop sandbox=false"));
     }
     opts.devices = slots.devices(&opts.name).map_err(|e| usage_error(&e))?;
     let stdio_ports = opts.devices.iter().filter(|d| matches!(&d.kind, DeviceKind::Console(c) if c.stdio)).count();

@@ -8,7 +8,19 @@
 use crate::signals;
 use nix::sys::termios::{self, SetArg, Termios};
 use std::io::{IsTerminal, Read};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// The terminal's settings before raw mode, for [`restore_from_signal`].
+static SAVED_RAW: OnceLock<libc::termios> = OnceLock::new();
+
+/// Puts the terminal back from a signal handler (async-signal-safe: one
+/// ioctl), if raw mode was ever set.
+pub fn restore_from_signal() {
+    if let Some(t) = SAVED_RAW.get() {
+        // SAFETY: tcsetattr reads one termios that lives for the process.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, t) };
+    }
+}
 
 /// Where console input goes: a UART's receive FIFO.
 pub trait ConsoleInput: Send + Sync {
@@ -31,6 +43,7 @@ impl Console {
         let saved = if stdin.is_terminal() {
             let orig =
                 termios::tcgetattr(&stdin).map_err(|e| format!("cannot read the terminal's settings: {}", e.desc()))?;
+            let _ = SAVED_RAW.set(orig.clone().into());
             let mut raw = orig.clone();
             termios::cfmakeraw(&mut raw);
             termios::tcsetattr(&stdin, SetArg::TCSANOW, &raw)

@@ -10,6 +10,9 @@ use vmmapi::{Errno, HypExit, SuspendHow};
 /// Why bhyve could not set up the VM, or why a vCPU stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// The sandbox could not be entered (or its user found).
+    #[error("sandbox: {0}")]
+    Sandbox(String),
     /// No VM of that name.
     #[error("VM '{0}' does not exist (create it with bhyveload)")]
     NoVm(String),

@@ -19,6 +19,7 @@ pub mod insn;
 pub mod layout;
 pub mod power;
 pub mod psci;
+pub mod sandbox;
 pub mod signals;
 pub mod smp;
 pub mod vcpu;

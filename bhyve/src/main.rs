@@ -24,6 +24,7 @@ use bhyve::firmware::{self, FileStore, Firmware, RegionArray, VarsFile, VmMapper
 use bhyve::layout::{FLASH_BASE, RAM_BASE};
 use bhyve::power::Cpus;
 use bhyve::psci::Platform;
+use bhyve::sandbox::reaper::Reaper;
 use bhyve::smp::{self, SignalKick};
 use bhyve::vcpu::{KernelVcpu, Machine, Stop, EXIT_ERROR};
 use bhyve::virtio::blk::backend::{FileBackend, OpenFlags};
@@ -32,8 +33,9 @@ use bhyve::virtio::mmio::MmioTransport;
 use bhyve::virtio::net::tap::Tap;
 use bhyve::virtio::wiring::{Fallback, Kernel, Wiring};
 use bhyve::virtio::{blk, net, p9, rng, VirtioDevice};
-use bhyve::{cli, signals};
+use bhyve::{cli, sandbox, signals};
 use nix::sys::signal::Signal;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -92,6 +94,21 @@ fn run(opts: &mut cli::Options) -> Result<Ended, Error> {
     } else {
         None
     };
+    // The sandbox keeps the shares' directories, and nothing else by path.
+    let shares = share_dirs(&backends)?;
+    let sockets: Vec<PathBuf> = opts
+        .devices
+        .iter()
+        .filter_map(|d| match &d.kind {
+            DeviceKind::Console(c) => Some(c.ports.iter().map(|(_, p)| p.clone())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let user = match (&opts.sandbox_user, opts.sandbox) {
+        (Some(spec), true) => Some(sandbox::resolve_user(spec).map_err(Error::Sandbox)?),
+        _ => None,
+    };
     let mut made_vars = None;
     let setup = match set_up(&vm, opts, firmware, backends, &mut made_vars) {
         Ok(s) => s,
@@ -109,10 +126,30 @@ fn run(opts: &mut cli::Options) -> Result<Ended, Error> {
     };
     let Setup { devices, uart, testdev, platform, mem } = setup;
 
-    let cpus = Arc::new(Cpus::new(platform.vcpus));
     // Handlers first: a signal between raw mode and the vCPUs must still
-    // restore the terminal.
+    // restore the terminal. (Before the sandbox: their pipe is made here.)
     let watch = signals::install().map_err(Error::Signals)?;
+    let mut reaper = None;
+    if opts.sandbox {
+        if !sockets.is_empty() {
+            reaper =
+                Some(Reaper::start(&sockets).map_err(|e| Error::Sandbox(format!("cannot start the reaper: {e}")))?);
+        }
+        // Everything is open and the VM set up; the guest has not run. No
+        // thread but this one runs yet: those started later inherit it all.
+        let plan = sandbox::Plan {
+            user,
+            shares: shares.iter().map(|(fd, ro)| (fd.as_fd(), *ro)).collect(),
+            sockets: !sockets.is_empty(),
+        };
+        let report = sandbox::enter(&plan).map_err(Error::Sandbox)?;
+        if std::env::var_os("BHYVE_SANDBOX_REPORT").is_some() {
+            eprintln!("bhyve: {report}");
+        }
+    }
+    sandbox::self_test();
+
+    let cpus = Arc::new(Cpus::new(platform.vcpus));
     let watched = cpus.clone();
     // Never joined: it waits for a signal that may never come.
     signals::with_stop_signals_blocked(|| {
@@ -139,6 +176,9 @@ fn run(opts: &mut cli::Options) -> Result<Ended, Error> {
 
     // The terminal first, so that the lines below print as lines.
     console.restore();
+    if let Some(r) = reaper {
+        r.finish();
+    }
     if let Some(msg) = stop.message() {
         eprintln!("bhyve: {msg}");
     }
@@ -353,6 +393,19 @@ enum Backend {
     P9(p9::Virtio9p),
     Net(Arc<Tap>, net::Mac),
     Console { stdio: Option<PortIo>, named: Vec<(String, PortIo)> },
+}
+
+/// Copies of the virtio-9p shares' directory descriptors, and whether each
+/// is read-only.
+fn share_dirs(backends: &[(u32, Backend)]) -> Result<Vec<(OwnedFd, bool)>, Error> {
+    backends
+        .iter()
+        .filter_map(|(_, b)| match b {
+            Backend::P9(d) => Some(d.root().try_clone_to_owned().map(|fd| (fd, d.read_only()))),
+            _ => None,
+        })
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::Sandbox(format!("cannot keep the share's directory: {e}")))
 }
 
 /// Opens the disks and shares of `devices`.

@@ -131,6 +131,15 @@ pub fn kick(thread: Pthread) -> nix::Result<()> {
     pthread_kill(thread, KICK)
 }
 
+/// Interrupts the `VM_RUN` of bhyve's thread `tid` (a kernel thread id), if
+/// it is in one. A thread that has gone gives `ESRCH`; `tgkill` cannot
+/// reach another process's thread that took its number.
+pub fn kick_tid(tid: libc::pid_t) -> nix::Result<()> {
+    // SAFETY: tgkill with integer arguments only.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, libc::getpid(), tid, KICK as libc::c_int) };
+    nix::errno::Errno::result(r).map(drop)
+}
+
 /// The stop signal received so far, if any.
 pub fn pending() -> Option<Signal> {
     match PENDING.load(Ordering::SeqCst) {
@@ -156,7 +165,9 @@ pub fn die_of(sig: Signal) -> ! {
     let mut set = SigSet::empty();
     set.add(sig);
     let _ = signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
-    let _ = signal::raise(sig);
+    // To the process (bhyve itself), not raise(3)'s tkill: the sandbox
+    // allows signals to bhyve only, and a process-directed signal names it.
+    let _ = signal::kill(nix::unistd::getpid(), sig);
     // raise() returns only if the signal could not be delivered: exit with
     // the status a shell would have shown.
     std::process::exit(128 + sig as i32)

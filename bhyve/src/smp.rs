@@ -11,7 +11,6 @@ use crate::error::Error;
 use crate::power::Cpus;
 use crate::signals;
 use crate::vcpu::{vcpu_life, Machine, Stop, VcpuOps};
-use nix::sys::pthread::{pthread_self, Pthread};
 use nix::sys::signal::Signal;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -27,14 +26,11 @@ pub trait Kick: Sync {
     fn kick(&self, id: usize);
 }
 
-/// A thread's `pthread_t`: a pointer on musl, which Rust does not let
-/// cross threads by itself.
+/// A vCPU thread's id in the kernel: kicks go to it with `tgkill`, which
+/// names bhyve's process too, so that the sandbox can allow signals to
+/// bhyve's own threads only.
 #[derive(Clone, Copy)]
-struct Thread(Pthread);
-
-// SAFETY: a pthread_t only names a thread, for pthread_kill from any thread;
-// bhyve never dereferences it.
-unsafe impl Send for Thread {}
+struct Thread(libc::pid_t);
 
 /// Kicks with [`signals::KICK`] (install it first: [`signals::install`]).
 pub struct SignalKick {
@@ -50,14 +46,14 @@ impl SignalKick {
 
 impl Kick for SignalKick {
     fn register(&self, id: usize) {
-        self.threads.lock().unwrap_or_else(|e| e.into_inner())[id] = Some(Thread(pthread_self()));
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())[id] = Some(Thread(nix::unistd::gettid().as_raw()));
     }
 
     fn kick(&self, id: usize) {
         // [`run`] kicks only threads it has not joined. A thread that has
         // returned meanwhile is still there to signal (ESRCH at worst).
         if let Some(Thread(t)) = self.threads.lock().unwrap_or_else(|e| e.into_inner())[id] {
-            let _ = signals::kick(t);
+            let _ = signals::kick_tid(t);
         }
     }
 }

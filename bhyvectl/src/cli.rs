@@ -81,6 +81,12 @@ fn usage_error(msg: &str) -> Exit {
     cli::usage_error("bhyvectl", USAGE, msg)
 }
 
+/// The command line's definition: what `--help` prints and what the shell
+/// completions (crate `completions`) are generated from.
+pub fn command() -> clap::Command {
+    <Args as clap::CommandFactory>::command()
+}
+
 /// Parses the arguments (the first is the program name).
 pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command, Exit> {
     let a = Args::try_parse_from(args).map_err(|e| cli::clap_exit("bhyvectl", USAGE, &e))?;

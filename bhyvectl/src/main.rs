@@ -1,8 +1,6 @@
 //! bhyvectl: create, destroy, list and inspect VMs, with bhyve's options.
 
-mod cli;
-
-use cli::{Action, Command};
+use bhyvectl::cli::{self, Action, Command};
 use std::process::ExitCode;
 use vmmapi::{Vm, VmReg};
 

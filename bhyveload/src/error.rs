@@ -1,7 +1,7 @@
 //! bhyveload's one error type. Each message is one line, printed after
 //! `bhyveload: `, and names the file or VM concerned.
 
-use bhyveload::image::ImageError;
+use crate::image::ImageError;
 use std::path::PathBuf;
 use vmmapi::size::format_size;
 

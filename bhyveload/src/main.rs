@@ -5,14 +5,10 @@
 //! file, where it goes) is checked first; a VM this run created is destroyed
 //! again if a later step fails, so a failure leaves nothing half-made.
 
-mod cli;
-mod error;
-mod kernel;
-
-use bhyveload::guestdir;
+use bhyveload::error::Error;
 use bhyveload::image::{self, Placement};
-use error::Error;
-use kernel::{LoadedKernel, Source};
+use bhyveload::kernel::{self, KernelFile, Payload, Source};
+use bhyveload::{cli, guestdir};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vmmapi::boot::BootParams;
@@ -20,8 +16,8 @@ use vmmapi::{Errno, Vm, VmReg, VM_SYSMEM_BASE};
 
 /// What goes into guest memory besides the kernel for a Linux boot.
 struct LinuxBoot {
-    /// The initrd's bytes (empty: none) and where they go.
-    initrd: (Vec<u8>, u64),
+    /// The initrd, if there is one, and where it goes.
+    initrd: Option<(Payload, u64)>,
     /// The boot parameters block for bhyve, and where it goes (the device
     /// tree's address, which vCPU 0 gets in x0).
     params: (Vec<u8>, u64),
@@ -115,9 +111,9 @@ fn from_disk(disk: &std::path::Path, cmd: &cli::Command) -> Result<Boot, Error> 
     })
 }
 
-/// Reads the initrd and lays out what a Linux kernel gets besides itself;
+/// Opens the initrd and lays out what a Linux kernel gets besides itself;
 /// `None` for a raw binary, which gets nothing (and refuses an initrd).
-fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, src: &Source) -> Result<Option<LinuxBoot>, Error> {
+fn linux_boot(cmd: &Boot, mem_size: u64, k: &KernelFile, src: &Source) -> Result<Option<LinuxBoot>, Error> {
     let path = src.name();
     if !k.linux {
         return match &cmd.initrd {
@@ -125,12 +121,9 @@ fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, src: &Source) -> Resu
             None => Ok(None),
         };
     }
-    let initrd = match &cmd.initrd {
-        Some(s) => s.read(mem_size)?,
-        None => Vec::new(),
-    };
+    let initrd = cmd.initrd.as_ref().map(|s| s.open(mem_size)).transpose()?;
     // More than the whole memory read: say how big the file really is.
-    let read = initrd.len() as u64;
+    let read = initrd.as_ref().map_or(0, Payload::len);
     let initrd_len = match &cmd.initrd {
         Some(s) if read > mem_size => s.len(read).unwrap_or(read),
         _ => read,
@@ -143,9 +136,10 @@ fn linux_boot(cmd: &Boot, mem_size: u64, k: &LoadedKernel, src: &Source) -> Resu
             (_, source) => Error::Kernel { path: path.to_path_buf(), source },
         }
     })?;
-    let params = BootParams { initrd: (layout.initrd_addr, initrd.len() as u64), cmdline: cmd.cmdline.clone() };
+    let params = BootParams { initrd: (layout.initrd_addr, read), cmdline: cmd.cmdline.clone() };
     let block = params.encode().ok_or(Error::CmdlineTooLong { len: cmd.cmdline.len() })?;
-    Ok(Some(LinuxBoot { initrd: (initrd, layout.initrd_addr), params: (block, layout.dtb_addr) }))
+    let initrd = initrd.filter(|p| !p.is_empty()).map(|p| (p, layout.initrd_addr));
+    Ok(Some(LinuxBoot { initrd, params: (block, layout.dtb_addr) }))
 }
 
 /// Opens the VM, creating it first if it does not exist. Says whether this
@@ -168,7 +162,7 @@ fn open_or_create(name: &str) -> Result<(Vm, bool), Error> {
 }
 
 /// Gives the VM its memory (or checks the memory it has) and loads the kernel.
-fn prepare(vm: &Vm, mem_size: u64, kernel: Option<&LoadedKernel>, linux: Option<&LinuxBoot>) -> Result<(), Error> {
+fn prepare(vm: &Vm, mem_size: u64, kernel: Option<&KernelFile>, linux: Option<&LinuxBoot>) -> Result<(), Error> {
     match vm.memory_size()? {
         None => vm.setup_memory(mem_size)?,
         Some(have) if have == mem_size => {}
@@ -176,10 +170,12 @@ fn prepare(vm: &Vm, mem_size: u64, kernel: Option<&LoadedKernel>, linux: Option<
     }
     if let Some(k) = kernel {
         let mem = vm.map_memory()?;
-        write(vm, &mem, k.placement.load_addr, &k.bytes)?;
+        k.payload.write_to(&mem, k.placement.load_addr, vm.name())?;
         let mut dtb = 0;
         if let Some(l) = linux {
-            write(vm, &mem, l.initrd.1, &l.initrd.0)?;
+            if let Some((initrd, at)) = &l.initrd {
+                initrd.write_to(&mem, *at, vm.name())?;
+            }
             write(vm, &mem, l.params.1, &l.params.0)?;
             dtb = l.params.1;
         }

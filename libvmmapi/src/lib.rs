@@ -19,7 +19,7 @@ mod vcpu;
 pub use error::{Error, Result};
 pub use memory::{GuestMemory, GuestRegion};
 pub use nix::errno::Errno;
-pub use vcpu::{decode_exit, Exit, Vcpu, VmExitInfo};
+pub use vcpu::{decode_exit, exception_entry, Capability, Exit, Vcpu, VmExitInfo};
 pub use vm_memory;
 pub use vmm_uapi::{
     validate_name, HypExit, InstEmul, NameError, SuspendHow, VmReg, VmmctlHypStatus as HypStatus, VM_BOOTROM,
@@ -128,12 +128,18 @@ impl Vm {
     /// Gives the VM a GICv3 at QEMU `virt`'s addresses with a redistributor
     /// for each of `nr_vcpus` vCPUs (`VM_ATTACH_VGIC`). `EEXIST` if it has one.
     pub fn attach_vgic(&self, nr_vcpus: u32) -> Result<()> {
-        let mut d = vmm_uapi::VmVgicDescr {
+        self.attach_vgic_at(&vmm_uapi::VmVgicDescr {
             dist_start: vmm_uapi::VGIC_DIST_BASE,
             dist_size: vmm_uapi::VGIC_DIST_SIZE,
             redist_start: vmm_uapi::VGIC_REDIST_BASE,
             redist_size: vmm_uapi::VGIC_REDIST_SIZE * nr_vcpus as u64,
-        };
+        })
+    }
+
+    /// Gives the VM a GICv3 with its frames where `d` says (the kernel
+    /// checks alignment, sizes and overlaps: `EINVAL`; `EEXIST` if it has one).
+    pub fn attach_vgic_at(&self, d: &vmm_uapi::VmVgicDescr) -> Result<()> {
+        let mut d = *d;
         sys::ioctl(&self.file, vmm_uapi::VM_ATTACH_VGIC, &mut d).map_err(|e| self.err("attach a GICv3", e))
     }
 
@@ -144,12 +150,14 @@ impl Vm {
         sys::ioctl(&self.file, cmd, &mut irq).map_err(|e| self.err("set an interrupt line", e))
     }
 
-    fn ioeventfd(&self, gpa: u64, len: u32, datamatch: Option<u64>, fd: BorrowedFd, flags: u32) -> Result<()> {
+    /// `VM_IOEVENTFD` with a descriptor number (the C API's way in; the
+    /// kernel checks that it is an open eventfd).
+    pub(crate) fn ioeventfd(&self, gpa: u64, len: u32, datamatch: Option<u64>, fd: RawFd, flags: u32) -> Result<()> {
         let mut r = vmm_uapi::VmIoeventfd {
             gpa,
             datamatch: datamatch.unwrap_or(0),
             len,
-            fd: fd.as_raw_fd(),
+            fd,
             flags: flags | if datamatch.is_some() { vmm_uapi::VM_IOEVENTFD_F_DATAMATCH } else { 0 },
             pad: 0,
         };
@@ -165,13 +173,13 @@ impl Vm {
     /// `EEXIST` if a registration at `gpa` could take the same write,
     /// `EBADF`/`EINVAL` if `fd` is not an eventfd, `ENOSPC` past 256.
     pub fn add_ioeventfd(&self, gpa: u64, len: u32, datamatch: Option<u64>, fd: BorrowedFd) -> Result<()> {
-        self.ioeventfd(gpa, len, datamatch, fd, 0)
+        self.ioeventfd(gpa, len, datamatch, fd.as_raw_fd(), 0)
     }
 
     /// Removes what [`Vm::add_ioeventfd`] added with the same arguments
     /// (`ENOENT` if nothing was).
     pub fn remove_ioeventfd(&self, gpa: u64, len: u32, datamatch: Option<u64>, fd: BorrowedFd) -> Result<()> {
-        self.ioeventfd(gpa, len, datamatch, fd, vmm_uapi::VM_IOEVENTFD_F_DEASSIGN)
+        self.ioeventfd(gpa, len, datamatch, fd.as_raw_fd(), vmm_uapi::VM_IOEVENTFD_F_DEASSIGN)
     }
 
     /// Makes each write to the eventfd `fd` raise SPI `irq` (`VM_IRQFD`):
@@ -181,41 +189,79 @@ impl Vm {
     /// raises an interrupt of this VM, `EBADF`/`EINVAL` for descriptors that
     /// are not eventfds, `ENOSPC` past 256.
     pub fn add_irqfd(&self, irq: u32, fd: BorrowedFd, resample: Option<BorrowedFd>) -> Result<()> {
+        self.irqfd_add(irq, fd.as_raw_fd(), resample.map(|f| f.as_raw_fd()))
+    }
+
+    /// [`Vm::add_irqfd`] with descriptor numbers (the C API's way in).
+    pub(crate) fn irqfd_add(&self, irq: u32, fd: RawFd, resample: Option<RawFd>) -> Result<()> {
         let mut r = vmm_uapi::VmIrqfd {
-            fd: fd.as_raw_fd(),
+            fd,
             irq,
             flags: if resample.is_some() { vmm_uapi::VM_IRQFD_F_RESAMPLE } else { 0 },
-            resamplefd: resample.map_or(-1, |f| f.as_raw_fd()),
+            resamplefd: resample.unwrap_or(-1),
         };
         sys::ioctl(&self.file, vmm_uapi::VM_IRQFD, &mut r).map_err(|e| self.err("add an irqfd", e))
     }
 
     /// Removes the irqfd of `fd` for SPI `irq` (`ENOENT` if there is none).
     pub fn remove_irqfd(&self, irq: u32, fd: BorrowedFd) -> Result<()> {
-        let mut r = vmm_uapi::VmIrqfd { fd: fd.as_raw_fd(), irq, flags: vmm_uapi::VM_IRQFD_F_DEASSIGN, resamplefd: -1 };
+        self.irqfd_remove(irq, fd.as_raw_fd())
+    }
+
+    /// [`Vm::remove_irqfd`] with a descriptor number.
+    pub(crate) fn irqfd_remove(&self, irq: u32, fd: RawFd) -> Result<()> {
+        let mut r = vmm_uapi::VmIrqfd { fd, irq, flags: vmm_uapi::VM_IRQFD_F_DEASSIGN, resamplefd: -1 };
         sys::ioctl(&self.file, vmm_uapi::VM_IRQFD, &mut r).map_err(|e| self.err("remove an irqfd", e))
     }
 
     /// The activated vCPUs, as a bit mask.
     pub fn active_cpus(&self) -> Result<u64> {
-        let mut c = VmCpuset { which: VM_ACTIVE_CPUS, ..Default::default() };
-        sys::ioctl(&self.file, VM_GET_CPUS, &mut c).map_err(|e| self.err("get active cpus", e))?;
+        self.cpus(VM_ACTIVE_CPUS, "get active cpus")
+    }
+
+    /// The suspended vCPUs, as a bit mask (`VM_SUSPENDED_CPUS`): always
+    /// empty, as the kernel has no per-vCPU suspend.
+    pub fn suspended_cpus(&self) -> Result<u64> {
+        self.cpus(vmm_uapi::VM_SUSPENDED_CPUS, "get suspended cpus")
+    }
+
+    fn cpus(&self, which: i32, op: &'static str) -> Result<u64> {
+        let mut c = VmCpuset { which, ..Default::default() };
+        sys::ioctl(&self.file, VM_GET_CPUS, &mut c).map_err(|e| self.err(op, e))?;
         Ok(c.mask)
     }
 
     /// vCPU `cpu`'s counters with their names (`VM_STATS`, `VM_STAT_DESC`).
     pub fn stats(&self, cpu: i32) -> Result<Vec<(String, u64)>> {
-        let mut st = VmStats { cpuid: cpu, ..Default::default() };
-        sys::ioctl(&self.file, VM_STATS, &mut st).map_err(|e| self.err("get stats", e))?;
-        let n = (st.num_entries.max(0) as usize).min(MAX_VM_STATS);
-        let mut out = Vec::with_capacity(n);
-        for (i, &value) in st.statbuf[..n].iter().enumerate() {
-            let mut d = VmStatDesc { index: i as i32, ..Default::default() };
-            sys::ioctl(&self.file, VM_STAT_DESC, &mut d).map_err(|e| self.err("get stat description", e))?;
-            let len = d.desc.iter().position(|&b| b == 0).unwrap_or(d.desc.len());
-            out.push((String::from_utf8_lossy(&d.desc[..len]).into_owned(), value));
+        let values = self.stat_values(cpu)?;
+        let mut out = Vec::with_capacity(values.len());
+        for (i, value) in values.into_iter().enumerate() {
+            out.push((self.stat_desc(i as i32)?, value));
         }
         Ok(out)
+    }
+
+    /// vCPU `cpu`'s counters, in index order (`VM_STATS`, as many calls as
+    /// it takes: each returns at most [`MAX_VM_STATS`]).
+    pub fn stat_values(&self, cpu: i32) -> Result<Vec<u64>> {
+        let mut out = vec![];
+        loop {
+            let mut st = VmStats { cpuid: cpu, index: out.len() as i32, ..Default::default() };
+            sys::ioctl(&self.file, VM_STATS, &mut st).map_err(|e| self.err("get stats", e))?;
+            let n = (st.num_entries.max(0) as usize).min(MAX_VM_STATS);
+            out.extend_from_slice(&st.statbuf[..n]);
+            if n < MAX_VM_STATS {
+                return Ok(out);
+            }
+        }
+    }
+
+    /// The name of counter `index` (`VM_STAT_DESC`; `EINVAL` past the last).
+    pub fn stat_desc(&self, index: i32) -> Result<String> {
+        let mut d = VmStatDesc { index, ..Default::default() };
+        sys::ioctl(&self.file, VM_STAT_DESC, &mut d).map_err(|e| self.err("get stat description", e))?;
+        let len = d.desc.iter().position(|&b| b == 0).unwrap_or(d.desc.len());
+        Ok(String::from_utf8_lossy(&d.desc[..len]).into_owned())
     }
 }
 

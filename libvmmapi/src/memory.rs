@@ -39,26 +39,76 @@ impl Vm {
         sys::ioctl(self.file(), VM_MMAP_MEMSEG, &mut map).map_err(|errno| Error::Memory { name, len, errno })
     }
 
-    /// Size of the system memory, or `None` before [`Vm::setup_memory`].
-    pub fn memory_size(&self) -> Result<Option<u64>> {
-        self.memseg_len(VM_SYSMEM)
+    /// Gives the VM memory segment `segid` of `len` bytes named `name`
+    /// (empty for system memory), as FreeBSD's `vm_alloc_memseg` does: a
+    /// segment that already exists with that length and name is kept
+    /// (`Ok`), one that differs is `EINVAL`; a name longer than 63 bytes is
+    /// `ENAMETOOLONG`.
+    pub fn alloc_memseg(&self, segid: i32, len: u64, name: &str) -> Result<()> {
+        let fail = |errno| Error::Memory { name: self.name().to_string(), len, errno };
+        let mut buf = [0u8; VM_MAX_SUFFIXLEN];
+        if name.len() >= VM_MAX_SUFFIXLEN || name.contains('\0') {
+            return Err(fail(nix::errno::Errno::ENAMETOOLONG));
+        }
+        buf[..name.len()].copy_from_slice(name.as_bytes());
+        let (have, have_name) = self.get_memseg(segid)?;
+        if have != 0 {
+            return if have == len && have_name == name { Ok(()) } else { Err(fail(nix::errno::Errno::EINVAL)) };
+        }
+        let mut seg = VmMemseg { segid, pad: 0, len, name: buf };
+        sys::ioctl(self.file(), VM_ALLOC_MEMSEG, &mut seg).map_err(fail)
     }
 
-    /// Allocates memory segment `segid` of `len` bytes called `name`
-    /// (`VM_ALLOC_MEMSEG`, FreeBSD's `vm_alloc_memseg`). Pages come on first
-    /// touch. `EEXIST` if the segment exists, `ENOMEM` beyond the host's memory.
-    pub fn alloc_memseg(&self, segid: i32, len: u64, name: &str) -> Result<()> {
-        let mut seg = VmMemseg { segid, pad: 0, len, name: [0; VM_MAX_SUFFIXLEN] };
-        let n = name.len().min(VM_MAX_SUFFIXLEN - 1);
-        seg.name[..n].copy_from_slice(&name.as_bytes()[..n]);
-        sys::ioctl(self.file(), VM_ALLOC_MEMSEG, &mut seg).map_err(|errno| self.mem_err(len, errno))
+    /// Length (0 if absent) and name of memory segment `segid` (`VM_GET_MEMSEG`).
+    pub fn get_memseg(&self, segid: i32) -> Result<(u64, String)> {
+        let mut seg = VmMemseg { segid, pad: 0, len: 0, name: [0; VM_MAX_SUFFIXLEN] };
+        sys::ioctl(self.file(), VM_GET_MEMSEG, &mut seg).map_err(|errno| Error::Memory {
+            name: self.name().to_string(),
+            len: 0,
+            errno,
+        })?;
+        let n = seg.name.iter().position(|&b| b == 0).unwrap_or(seg.name.len());
+        Ok((seg.len, String::from_utf8_lossy(&seg.name[..n]).into_owned()))
+    }
+
+    /// Maps segment `m.segid` at guest physical address `m.gpa`
+    /// (`VM_MMAP_MEMSEG`) as `m` describes it, as FreeBSD's `vm_mmap_memseg` does: the same
+    /// mapping made before is kept (`Ok`), a different one at `m.gpa` is
+    /// `EEXIST`. The kernel maps a segment once, whole, at offset 0.
+    pub fn mmap_memmap(&self, m: &VmMemmap) -> Result<()> {
+        let fail = |errno| Error::Memory { name: self.name().to_string(), len: m.len, errno };
+        if let Some(have) = self.mmap_getnext(m.gpa)? {
+            if have.gpa == m.gpa {
+                let same = (have.segid, have.segoff, have.len, have.prot, have.flags)
+                    == (m.segid, m.segoff, m.len, m.prot, m.flags);
+                return if same { Ok(()) } else { Err(fail(nix::errno::Errno::EEXIST)) };
+            }
+        }
+        let mut map = VmMemmap { pad: 0, ..*m };
+        sys::ioctl(self.file(), VM_MMAP_MEMSEG, &mut map).map_err(fail)
+    }
+
+    /// The mapping with the lowest address that ends above `gpa`, if any
+    /// (`VM_MMAP_GETNEXT`).
+    pub fn mmap_getnext(&self, gpa: u64) -> Result<Option<VmMemmap>> {
+        let mut m = VmMemmap { gpa, ..Default::default() };
+        match sys::ioctl(self.file(), VM_MMAP_GETNEXT, &mut m) {
+            Ok(()) => Ok(Some(m)),
+            Err(nix::errno::Errno::ENOENT) => Ok(None),
+            Err(errno) => Err(Error::Memory { name: self.name().to_string(), len: 0, errno }),
+        }
     }
 
     /// The length of segment `segid`, or `None` if it is not allocated.
     pub fn memseg_len(&self, segid: i32) -> Result<Option<u64>> {
-        let mut seg = VmMemseg { segid, pad: 0, len: 0, name: [0; VM_MAX_SUFFIXLEN] };
-        sys::ioctl(self.file(), VM_GET_MEMSEG, &mut seg).map_err(|errno| self.mem_err(0, errno))?;
-        Ok((seg.len != 0).then_some(seg.len))
+        let (len, _) = self.get_memseg(segid)?;
+        Ok((len != 0).then_some(len))
+    }
+
+    /// Size of the system memory, or `None` before [`Vm::setup_memory`].
+    pub fn memory_size(&self) -> Result<Option<u64>> {
+        let (len, _) = self.get_memseg(VM_SYSMEM)?;
+        Ok((len != 0).then_some(len))
     }
 
     /// Maps all `len` bytes of segment `segid` at `gpa` for the guest with
@@ -89,17 +139,11 @@ impl Vm {
     pub fn memory_maps(&self) -> Result<Vec<VmMemmap>> {
         let mut maps = vec![];
         let mut gpa = 0;
-        loop {
-            let mut m = VmMemmap { gpa, ..Default::default() };
-            match sys::ioctl(self.file(), VM_MMAP_GETNEXT, &mut m) {
-                Ok(()) => {
-                    gpa = m.gpa + m.len;
-                    maps.push(m);
-                }
-                Err(nix::errno::Errno::ENOENT) => return Ok(maps),
-                Err(errno) => return Err(Error::Memory { name: self.name().to_string(), len: 0, errno }),
-            }
+        while let Some(m) = self.mmap_getnext(gpa)? {
+            gpa = m.gpa + m.len;
+            maps.push(m);
         }
+        Ok(maps)
     }
 
     /// Maps `len` bytes of guest memory at `gpa` into this process (`mmap`

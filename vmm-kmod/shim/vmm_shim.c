@@ -89,15 +89,36 @@ static atomic64_t vmm_objects = ATOMIC64_INIT(0);
 static atomic64_t vmm_pages = ATOMIC64_INIT(0);
 static atomic64_t vmm_guest_pages = ATOMIC64_INIT(0);
 
-/*
- * Tests only (the reference kernel has no failslab): with fault_inject = N,
- * the Nth allocation of the module from then on fails, once.
- */
 /* A vCPU in WFI whose timer is due within this spins for it rather than sleep. */
 static unsigned int halt_poll_ns = 200000;
 module_param(halt_poll_ns, uint, 0644);
 MODULE_PARM_DESC(halt_poll_ns, "a vCPU in WFI whose timer is due within this many ns spins for it instead of sleeping (0: never)");
 
+/*
+ * Guest pages belong to the module, not to a process: the OOM killer
+ * cannot free them by killing anyone, and a host that gave them its last
+ * pages deadlocks (it kills every process, then panics). So a guest page is
+ * allocated only while the host keeps this much available memory
+ * (MemAvailable); past it the VM that wanted the page stops with an error.
+ * -1: 1/32 of RAM, at least 64 MiB and at most 1 GiB.
+ */
+static int host_reserve_mb = -1;
+module_param(host_reserve_mb, int, 0644);
+MODULE_PARM_DESC(host_reserve_mb, "MiB of available memory no guest page may take from the host (-1: 1/32 of RAM, 64 MiB to 1 GiB)");
+
+static unsigned long vmm_reserve_pages(void)
+{
+	int mb = READ_ONCE(host_reserve_mb);
+
+	if (mb < 0)
+		return clamp(totalram_pages() / 32, 64UL << (20 - PAGE_SHIFT), 1UL << (30 - PAGE_SHIFT));
+	return (unsigned long)mb << (20 - PAGE_SHIFT);
+}
+
+/*
+ * Tests only (the reference kernel has no failslab): with fault_inject = N,
+ * the Nth allocation of the module from then on fails, once.
+ */
 static int fault_inject;
 module_param(fault_inject, int, 0644);
 MODULE_PARM_DESC(fault_inject, "tests only: make the Nth allocation from now fail, once (0: none)");
@@ -233,19 +254,68 @@ void vmm_shim_mutex_unlock(void *m)
 
 /*
  * Guest RAM: zeroed, charged to the caller's memory cgroup, and allowed to
- * fail rather than invoke the OOM killer (the VM then stops with an error).
+ * fail rather than invoke the OOM killer (the VM then stops with an error),
+ * and never from the host's reserve (host_reserve_mb).
+ * A page allocated ahead of need (the rest of a userspace fault's run, see
+ * vmm_vm_fault_op) is not one fault_inject fails: its failure would only
+ * shorten the run, and the test counts failures that someone must see.
  */
-void *vmm_shim_alloc_guest_page(void)
+void *vmm_shim_alloc_guest_page(bool ahead)
 {
 	struct page *page;
 
-	if (vmm_fault())
+	if (!ahead && vmm_fault())
+		return NULL;
+	if (si_mem_available() < (long)vmm_reserve_pages())
 		return NULL;
 	page = alloc_page(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_RETRY_MAYFAIL | __GFP_NOWARN);
 	if (!page)
 		return NULL;
 	atomic64_inc(&vmm_guest_pages);
 	return page_address(page);
+}
+
+/*
+ * Guest RAM in 2 MiB chunks, which the guest maps with one stage-2 block
+ * (one fault, one TLB entry) instead of 512 pages. Only if one is free
+ * without reclaim or compaction (__GFP_NORETRY): the caller falls back to
+ * pages, so a fragmented host costs faults, not latency. The chunk is split
+ * into 512 pages of their own (refcount 1 each, charged to the memory
+ * cgroup each), so userspace mmap faults insert them one by one as any
+ * other guest page and a page still mapped by a process outlives the VM's
+ * reference alone. Not failed by fault_inject: the fallback absorbs it, and
+ * the test counts failures someone must see (s2_blocks=0 tests the pages).
+ */
+static bool s2_blocks = true;
+module_param(s2_blocks, bool, 0644);
+MODULE_PARM_DESC(s2_blocks, "give guests their RAM in 2 MiB chunks mapped by stage-2 blocks where the host can (default: on)");
+
+#define VMM_BLOCK_ORDER 9
+
+void *vmm_shim_alloc_guest_block(void)
+{
+	struct page *page;
+
+	if (!READ_ONCE(s2_blocks))
+		return NULL;
+	if (si_mem_available() < (long)(vmm_reserve_pages() + (1UL << VMM_BLOCK_ORDER)))
+		return NULL;
+	page = alloc_pages(GFP_KERNEL_ACCOUNT | __GFP_ZERO | __GFP_NORETRY | __GFP_NOWARN, VMM_BLOCK_ORDER);
+	if (!page)
+		return NULL;
+	split_page(page, VMM_BLOCK_ORDER);
+	atomic64_add(1L << VMM_BLOCK_ORDER, &vmm_guest_pages);
+	return page_address(page);
+}
+
+void vmm_shim_put_block(void *p)
+{
+	unsigned long pfn = PHYS_PFN(virt_to_phys(p));
+	int i;
+
+	atomic64_sub(1L << VMM_BLOCK_ORDER, &vmm_guest_pages);
+	for (i = 0; i < 1 << VMM_BLOCK_ORDER; i++)
+		put_page(pfn_to_page(pfn + i));
 }
 
 /*
@@ -595,23 +665,66 @@ static long vmm_vm_fop_ioctl(struct file *f, unsigned int cmd, unsigned long uar
  * limit) is SIGBUS, as for hugetlbfs: VM_FAULT_OOM would only make the
  * kernel retry the fault for ever, since guest pages never invoke the OOM
  * killer.
+ *
+ * One fault maps a run of pages, up to VMM_FAULT_RUN from the faulting one
+ * on (within the mapping and guest memory), with vm_insert_pages: writing
+ * a kernel into guest memory then costs a fault per 64 KiB, not per page.
+ * The kernel's own fault-around does this for read faults of page-cache
+ * files only; these are writes, mostly. The pages are ordinary, counted
+ * pages as before (O_DIRECT and the like still work on them). In a
+ * writable mapping the run's entries are then made dirty, as a write
+ * fault's own entry is: otherwise the first write to each would fault
+ * again to set the dirty bit (on CPUs that do not manage dirty bits, such
+ * as the Cortex-A57), for pages that no one writes back anyway.
  */
+#define VMM_FAULT_RUN 16
+
+/*
+ * Under the page-table lock (apply_to_existing_page_range takes it). Only
+ * the dirty state changes, so set_pte_at's extra work for a new entry (cache
+ * and MTE tag upkeep, done when the entry was made) is not needed.
+ */
+static int vmm_pte_mkdirty(pte_t *pte, unsigned long addr, void *data)
+{
+	pte_t old = ptep_get(pte);
+
+	if (pte_present(old) && pte_write(old) && !pte_dirty(old))
+		set_pte(pte, pte_mkdirty(old));
+	return 0;
+}
+
 static vm_fault_t vmm_vm_fault_op(struct vm_fault *vmf)
 {
-	void *vm = vmf->vma->vm_file->private_data;
-	struct page *page;
-	u64 pa;
-	int ret = vmm_vm_fault(vm, (u64)vmf->pgoff << PAGE_SHIFT, &pa);
+	struct vm_area_struct *vma = vmf->vma;
+	void *vm = vma->vm_file->private_data;
+	unsigned long addr = vmf->address & PAGE_MASK;
+	u32 n = min_t(unsigned long, VMM_FAULT_RUN, (vma->vm_end - addr) >> PAGE_SHIFT);
+	u64 gpa = (u64)vmf->pgoff << PAGE_SHIFT;
+	struct page *pages[VMM_FAULT_RUN];
+	u64 pa[VMM_FAULT_RUN];
+	unsigned long left;
+	int i, got, err;
 
-	if (ret == -ENOMEM)
+	got = vmm_vm_fault(vm, gpa, pa, n);
+	if (got == -ENOMEM)
 		pr_warn_ratelimited("no memory for a guest page at %#llx mapped by %s[%d]: SIGBUS\n",
-				    (u64)vmf->pgoff << PAGE_SHIFT, current->comm, task_pid_nr(current));
-	if (ret)
+				    gpa, current->comm, task_pid_nr(current));
+	if (got <= 0)
 		return VM_FAULT_SIGBUS;
-	page = pfn_to_page(PHYS_PFN(pa));
-	get_page(page);
-	vmf->page = page;
-	return 0;
+	for (i = 0; i < got; i++)
+		pages[i] = pfn_to_page(PHYS_PFN(pa[i]));
+	left = got;
+	err = vm_insert_pages(vma, addr, pages, &left);
+	/*
+	 * -EBUSY: a page of the run is mapped already (another thread's fault,
+	 * or an earlier run); those before it are in, and the faulting page is
+	 * mapped either way.
+	 */
+	if (err && err != -EBUSY)
+		return vmf_error(err);
+	if ((vma->vm_flags & VM_WRITE) && left < got)
+		apply_to_existing_page_range(vma->vm_mm, addr, (got - left) << PAGE_SHIFT, vmm_pte_mkdirty, NULL);
+	return VM_FAULT_NOPAGE;
 }
 
 static const struct vm_operations_struct vmm_vm_vmops = {
@@ -626,10 +739,11 @@ static int vmm_vm_fop_mmap(struct file *f, struct vm_area_struct *vma)
 
 	if (ret)
 		return ret;
+	/* VM_MIXEDMAP lets the fault handler vm_insert_pages (mmap_lock read-held). */
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 3, 0)
-	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP | VM_MIXEDMAP);
 #else
-	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP;
+	vma->vm_flags |= VM_DONTEXPAND | VM_DONTDUMP | VM_MIXEDMAP;
 #endif
 	vma->vm_ops = &vmm_vm_vmops;
 	return 0;

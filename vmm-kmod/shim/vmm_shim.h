@@ -21,7 +21,7 @@ int vmm_vm_open(u32 minor, void **out);
 void vmm_vm_release(void *vm, const void *owner);
 long vmm_vm_ioctl(void *vm, const void *owner, u32 cmd, void *buf, size_t len);
 int vmm_vm_mmap(void *vm, u64 offset, u64 len, bool shared);
-int vmm_vm_fault(void *vm, u64 gpa, u64 *pa);
+int vmm_vm_fault(void *vm, u64 gpa, u64 *pa, u32 n);
 void vmm_irqfd_fire(void *vm, u32 spi, bool level);
 
 /* C shim services */
@@ -39,9 +39,11 @@ void *vmm_shim_mutex_create(void);
 void vmm_shim_mutex_destroy(void *m);
 void vmm_shim_mutex_lock(void *m);
 void vmm_shim_mutex_unlock(void *m);
-void *vmm_shim_alloc_guest_page(void);
+void *vmm_shim_alloc_guest_page(bool ahead);
 u64 vmm_shim_sanitised_id_reg(u32 crm, u32 op2);
 void vmm_shim_put_page(void *p);
+void *vmm_shim_alloc_guest_block(void);
+void vmm_shim_put_block(void *p);
 void vmm_shim_counters(u64 *objects, u64 *pages, u64 *guest_pages);
 bool vmm_shim_kvm_on(void);
 bool vmm_core_vhe(void);

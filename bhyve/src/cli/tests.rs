@@ -19,6 +19,8 @@ fn defaults() {
             console: ConsoleKind::Auto,
             testdev: None,
             fp_check: true,
+            sandbox: true,
+            sandbox_user: None,
             devices: vec![],
             bootrom: None,
         }

@@ -32,7 +32,7 @@ use super::worker::{QueueWork, Worker};
 use super::{read_config_bytes, ActivateError, Activation, VirtioDevice};
 use ::p9::Server;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use virtio_bindings::virtio_ids::VIRTIO_ID_9P;
@@ -103,6 +103,16 @@ impl Virtio9p {
         let mut config = (tag.len() as u16).to_le_bytes().to_vec();
         config.extend_from_slice(tag);
         Ok(Self { root, read_only: opts.read_only, config, fresh: Some(fresh), worker: None })
+    }
+
+    /// The share's directory (for the sandbox, which keeps access beneath it).
+    pub fn root(&self) -> BorrowedFd<'_> {
+        self.root.as_fd()
+    }
+
+    /// Whether the share is read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
     }
 }
 

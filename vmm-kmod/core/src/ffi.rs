@@ -209,21 +209,20 @@ pub extern "C" fn vmm_vm_mmap(vm: *mut c_void, offset: u64, len: u64, shared: bo
     ret(ctl::vm_mmap_check(vm, offset, len, shared))
 }
 
-/// A fault on such a mapping: the physical address of the page at guest
-/// address `gpa` in `*pa` (allocated on first touch).
+/// A fault on such a mapping: the physical addresses of up to `n` pages
+/// from guest address `gpa` on in `pa[0..n]` (allocated on first touch).
+/// Returns how many (at least one), or a negative errno.
 #[no_mangle]
-pub extern "C" fn vmm_vm_fault(vm: *mut c_void, gpa: u64, pa: *mut u64) -> i32 {
-    if vm.is_null() || pa.is_null() {
+pub extern "C" fn vmm_vm_fault(vm: *mut c_void, gpa: u64, pa: *mut u64, n: u32) -> i32 {
+    if vm.is_null() || pa.is_null() || n == 0 {
         return -EINVAL.0;
     }
     // SAFETY: the mapping's file holds a reference to the VM.
     let vm = unsafe { VmRef::borrow_raw(vm as *mut Vm) };
-    match vm.user_page(gpa) {
-        Ok(p) => {
-            // SAFETY: `pa` is the shim's local variable.
-            unsafe { *pa = p };
-            0
-        }
+    // SAFETY: the shim passes its own array of `n` entries.
+    let out = unsafe { core::slice::from_raw_parts_mut(pa, n as usize) };
+    match vm.user_pages(gpa, out) {
+        Ok(got) => got as i32,
         Err(e) => -e.0,
     }
 }

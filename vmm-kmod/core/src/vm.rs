@@ -454,9 +454,10 @@ impl Vm {
         Ok(())
     }
 
-    /// The page at `gpa` for userspace (`mmap` fault): its PA.
-    pub fn user_page(&self, gpa: u64) -> Result<u64, Errno> {
-        self.mem.lock().touch(&mut KernelTables, &mut KernelGuestPages, gpa, Toucher::User)
+    /// The pages from `gpa` on for userspace (an `mmap` fault), their PAs
+    /// in `out`: how many (at least one), see [`VmMemory::touch_run`].
+    pub fn user_pages(&self, gpa: u64, out: &mut [u64]) -> Result<usize, Errno> {
+        self.mem.lock().touch_run(&mut KernelTables, &mut KernelGuestPages, gpa, out)
     }
 }
 

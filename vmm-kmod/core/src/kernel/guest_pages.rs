@@ -10,21 +10,47 @@ pub struct KernelGuestPages;
 
 impl GuestPages for KernelGuestPages {
     fn alloc(&mut self) -> Option<u64> {
-        let va = sys::alloc_guest_page();
+        let va = sys::alloc_guest_page(false);
+        (!va.is_null()).then(|| sys::virt_to_phys(va))
+    }
+
+    fn alloc_ahead(&mut self) -> Option<u64> {
+        let va = sys::alloc_guest_page(true);
+        (!va.is_null()).then(|| sys::virt_to_phys(va))
+    }
+
+    fn alloc_block(&mut self) -> Option<u64> {
+        let va = sys::alloc_guest_block();
         (!va.is_null()).then(|| sys::virt_to_phys(va))
     }
 
     fn put(&mut self, pa: u64) {
-        // SAFETY: `pa` is a page alloc() returned; this drops the VM's
-        // reference (a userspace mapping may still hold its own).
+        // SAFETY: `pa` is a page alloc() returned, or a page of a chunk
+        // alloc_block() returned (split into pages of their own); this drops
+        // the VM's reference (a userspace mapping may still hold its own).
         unsafe { sys::put_page(sys::phys_to_virt(pa)) }
     }
 
-    fn make_coherent(&mut self, pa: u64) {
+    fn put_block(&mut self, pa: u64) {
+        // SAFETY: `pa` is a chunk alloc_block() returned; this drops the VM's
+        // reference to each of its pages.
+        unsafe { sys::put_block(sys::phys_to_virt(pa)) }
+    }
+
+    fn make_coherent(&mut self, pa: u64, len: u64) {
         #[cfg(target_arch = "aarch64")]
-        crate::arch::aarch64::publish_page(sys::phys_to_virt(pa));
+        {
+            let va = sys::phys_to_virt(pa);
+            if len <= crate::mm::PAGE_SIZE {
+                crate::arch::aarch64::publish_page(va);
+            } else {
+                // A block: one invalidation of all I-caches rather than
+                // 32,768 lines by address.
+                crate::arch::aarch64::publish_code(va, len as usize);
+            }
+        }
         #[cfg(not(target_arch = "aarch64"))]
-        let _ = pa;
+        let _ = (pa, len);
     }
 }
 

@@ -26,9 +26,11 @@ extern "C" {
     fn vmm_shim_mutex_destroy(m: *mut c_void);
     fn vmm_shim_mutex_lock(m: *mut c_void);
     fn vmm_shim_mutex_unlock(m: *mut c_void);
-    fn vmm_shim_alloc_guest_page() -> *mut u8;
+    fn vmm_shim_alloc_guest_page(ahead: bool) -> *mut u8;
     fn vmm_shim_sanitised_id_reg(crm: u32, op2: u32) -> u64;
     fn vmm_shim_put_page(p: *mut u8);
+    fn vmm_shim_alloc_guest_block() -> *mut u8;
+    fn vmm_shim_put_block(p: *mut u8);
     fn vmm_shim_counters(objects: *mut u64, pages: *mut u64, guest_pages: *mut u64);
     fn vmm_shim_kvm_on() -> bool;
     fn vmm_shim_totalram_bytes() -> u64;
@@ -144,10 +146,27 @@ pub(super) unsafe fn mutex_unlock(m: *mut c_void) {
 }
 
 /// A zeroed page for a guest (accounted to the caller, never the OOM
-/// killer's reason), or null.
-pub(super) fn alloc_guest_page() -> *mut u8 {
+/// killer's reason), or null. `ahead`: not needed yet (the test-only fault
+/// injection passes it by).
+pub(super) fn alloc_guest_page(ahead: bool) -> *mut u8 {
     // SAFETY: plain allocation.
-    unsafe { vmm_shim_alloc_guest_page() }
+    unsafe { vmm_shim_alloc_guest_page(ahead) }
+}
+
+/// A zeroed, 2 MiB-aligned chunk of 512 guest pages, split into pages of
+/// their own, or null (none free without reclaim, or the `s2_blocks`
+/// parameter is off). Never failed by the test-only fault injection.
+pub(super) fn alloc_guest_block() -> *mut u8 {
+    // SAFETY: plain allocation.
+    unsafe { vmm_shim_alloc_guest_block() }
+}
+
+/// # Safety
+/// `p` came from [`alloc_guest_block`]; this drops that reference to each
+/// of its 512 pages.
+pub(super) unsafe fn put_block(p: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { vmm_shim_put_block(p) }
 }
 
 /// The kernel's system-wide value of ID register S3_0_C0_C`crm`_`op2`.

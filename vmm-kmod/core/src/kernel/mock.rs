@@ -146,7 +146,7 @@ pub(super) unsafe fn mutex_unlock(m: *mut core::ffi::c_void) {
     unsafe { &*(m as *const AtomicBool) }.store(false, Ordering::Release);
 }
 
-pub(super) fn alloc_guest_page() -> *mut u8 {
+pub(super) fn alloc_guest_page(_ahead: bool) -> *mut u8 {
     alloc_page()
 }
 
@@ -157,6 +157,15 @@ pub(super) fn sanitised_id_reg(crm: u32, op2: u32) -> u64 {
 /// # Safety
 /// `p` came from [`alloc_guest_page`].
 pub(super) unsafe fn put_page(_p: *mut u8) {}
+
+/// The double gives no chunks: guests of unit tests use pages.
+pub(super) fn alloc_guest_block() -> *mut u8 {
+    core::ptr::null_mut()
+}
+
+/// # Safety
+/// `p` came from [`alloc_guest_block`].
+pub(super) unsafe fn put_block(_p: *mut u8) {}
 
 pub(super) fn totalram_bytes() -> u64 {
     1 << 30
