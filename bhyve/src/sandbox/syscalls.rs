@@ -454,8 +454,10 @@ pub const IOCTLS: [(&str, u64); 9] = [
 /// The allowlist for `needs`, in groups.
 pub fn groups(needs: &Needs) -> Vec<Group> {
     let pid = u64::from(needs.pid);
-    let mut ioctl_rules: Vec<SeccompRule> = IOCTLS.iter().map(|&(_, n)| rule(eq32(1, n))).collect();
-    ioctl_rules.push(rule(masked32(1, 0xff00, u64::from(VMM_IOCTL_TYPE) << 8)));
+    // The vmm group's rule first: VM_RUN is the call bhyve makes most (one
+    // per exit to userspace), and the filter tries a call's rules in order.
+    let mut ioctl_rules = vec![rule(masked32(1, 0xff00, u64::from(VMM_IOCTL_TYPE) << 8))];
+    ioctl_rules.extend(IOCTLS.iter().map(|&(_, n)| rule(eq32(1, n))));
     let mut g = vec![
         Group {
             why: "I/O on descriptors opened before the sandbox: disks (positioned and vectored, flushes, \
